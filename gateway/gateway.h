@@ -19,12 +19,14 @@ struct hub;
 struct bus;
 struct pgpool;
 struct metrics;
+struct req;
 
 struct gw {
     const struct config *cfg;
     struct router *router;
     struct redis_target redis;
     struct cidr_list admin_cidrs;
+    int public_fd;                 /* PUBLIC_DIR, or -1 */
     char instance_id[128];
     int64_t started_ms;            /* wall clock */
     atomic_bool draining;          /* SIGTERM seen: /ready 503, no new streams */
@@ -33,6 +35,10 @@ struct gw {
     struct bus *bus;               /* Redis subscriber thread */
     struct pgpool *pg;             /* profile database (NULL without DATABASE_URL) */
     struct metrics *metrics;
+    /* Called on the pool thread when a request ends (metrics); may be NULL. */
+    void (*on_request_done)(struct gw *gw, struct req *r, int64_t dur_us);
+    /* Provider(s) the worker fleet reports, for /api/health; may be NULL. */
+    const char *(*provider_summary)(struct gw *gw);
 };
 
 /* Route registration, one per resource file. */

@@ -35,6 +35,7 @@ struct req {
     char peer_ip[CIDR_ADDR_STRLEN];    /* socket peer */
     char client_ip[CIDR_ADDR_STRLEN];  /* after TRUST_PROXY rules */
     int64_t start_us;            /* monotonic */
+    bool raw_has_nul;            /* raw path contained %00 (refused) */
 
     char *body;                  /* NUL-terminated, body_len bytes; NULL if none */
     size_t body_len;

@@ -1,0 +1,74 @@
+/*
+ * app.c: the gateway context and the route table.  The order of routes_*()
+ * calls does not matter except that static files (the catch-all route) come last.
+ */
+#include "gateway/app.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "common/clock.h"
+#include "common/config.h"
+#include "common/log.h"
+#include "common/redisx.h"
+#include "gateway/cidr.h"
+#include "gateway/gateway.h"
+#include "gateway/router.h"
+#include "gateway/static.h"
+
+int app_init(struct gw *gw, const struct config *cfg, char *err, size_t errlen)
+{
+    memset(gw, 0, sizeof(*gw));
+    gw->cfg = cfg;
+    gw->public_fd = -1;
+    gw->started_ms = clock_now_ms();
+    snprintf(gw->instance_id, sizeof(gw->instance_id), "%s", cfg->instance_id);
+
+    int rc = redisx_target_from_config(cfg, &gw->redis, err, errlen);
+    if (rc)
+        return rc;
+    redisx_thread_setup(&gw->redis);
+
+    char why[256];
+    if (cidr_list_parse(cfg->admin_allow_cidrs, &gw->admin_cidrs, why, sizeof(why)) != 0) {
+        snprintf(err, errlen, "invalid value for ADMIN_ALLOW_CIDRS: %s", why);
+        return -EINVAL;
+    }
+
+    gw->public_fd = static_open_root(cfg->public_dir);
+    if (gw->public_fd < 0)
+        log_warn("PUBLIC_DIR cannot be opened: static pages disabled",
+                 LOG_STR("PUBLIC_DIR", cfg->public_dir), LOG_STR("error", strerror(-gw->public_fd)));
+
+    if (!cfg->auth_jwt_secret)
+        log_warn("AUTH_JWT_SECRET is unset: insecure development mode, identity comes from the "
+                 "user-id header or the body's userId; never run this way in production");
+
+    gw->router = router_new();
+    if (!gw->router)
+        return -ENOMEM;
+    routes_health(gw->router);
+    routes_static(gw->router);   /* last: catch-all */
+    return 0;
+}
+
+void app_started(struct gw *gw)
+{
+    (void)gw;
+}
+
+void app_drain(struct gw *gw)
+{
+    (void)gw;
+}
+
+void app_done(struct gw *gw)
+{
+    router_free(gw->router);
+    gw->router = NULL;
+    if (gw->public_fd >= 0)
+        close(gw->public_fd);
+    gw->public_fd = -1;
+}

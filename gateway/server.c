@@ -1,0 +1,508 @@
+/*
+ * server.c: the libmicrohttpd daemon and the life of one request.
+ *
+ * Threads: libmicrohttpd runs HTTP_THREADS pool threads, each with its own
+ * epoll set; every callback below runs on the pool thread that owns the
+ * connection.  A struct req lives from the URI callback (first bytes of a
+ * request) to the completion callback, and is touched only by that thread
+ * (SSE streams hand a suspended connection to the hub; see events.c).
+ *
+ * Request pipeline (access handler):
+ *   1st call   early refusals that need no body: Content-Length past
+ *              MAX_BODY_BYTES -> 413 (the body is never read)
+ *   body calls append to req->body up to MAX_BODY_BYTES, then discard
+ *   last call  X-Request-Id, client address, CORS preflight, route (404/405),
+ *              admin check, content type (415), body size (413), handler
+ * Every response goes through reply_response(), which adds X-Request-Id, CORS
+ * and the handler's extra headers.  The completion callback writes the access
+ * log line and frees the request.
+ */
+#include "gateway/server.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <json-c/json.h>
+#include <microhttpd.h>
+
+#include "common/clock.h"
+#include "common/config.h"
+#include "common/crypto.h"
+#include "common/ids.h"
+#include "common/jsonx.h"
+#include "common/log.h"
+#include "gateway/gateway.h"
+#include "gateway/http.h"
+#include "gateway/router.h"
+
+#define CORS_ALLOW_HEADERS \
+    "Authorization, Content-Type, Idempotency-Key, X-Request-Id, user-id, Last-Event-ID, If-None-Match"
+#define CORS_EXPOSE_HEADERS \
+    "X-Request-Id, Retry-After, RateLimit, RateLimit-Policy, ETag"
+#define LISTEN_BACKLOG 4096
+
+struct server {
+    struct MHD_Daemon *d;
+    struct gw *gw;
+    unsigned port;
+};
+
+/* ------------------------------------------------------------ request accessors */
+
+const char *req_header(struct req *r, const char *name)
+{
+    return MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, name);
+}
+
+const char *req_query(struct req *r, const char *name)
+{
+    return MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, name);
+}
+
+const char *req_param(struct req *r, const char *name)
+{
+    return route_param(&r->match, name);
+}
+
+int req_json(struct req *r, struct json_object **ret, int *reply_result)
+{
+    if (r->json) {
+        *ret = r->json;
+        return 0;
+    }
+    if (!r->body || r->body_len == 0) {
+        *reply_result = reply_error(r, MHD_HTTP_BAD_REQUEST, "INVALID_JSON",
+                                    "Request body must be a JSON object");
+        return -EINVAL;
+    }
+    enum jsonx_err why = JSONX_OK;
+    struct json_object *o = NULL;
+    int depth = (int)r->gw->cfg->max_json_depth;
+    if (jsonx_parse(r->body, r->body_len, depth, &o, &why) != 0) {
+        char msg[128];
+        if (why == JSONX_DEPTH)
+            snprintf(msg, sizeof(msg), "JSON nesting deeper than %d levels", depth);
+        else
+            snprintf(msg, sizeof(msg), "Malformed JSON in request body");
+        *reply_result = reply_error(r, MHD_HTTP_BAD_REQUEST, "INVALID_JSON", msg);
+        return -EINVAL;
+    }
+    if (!json_object_is_type(o, json_type_object)) {
+        json_object_put(o);
+        *reply_result = reply_error(r, MHD_HTTP_BAD_REQUEST, "INVALID_JSON",
+                                    "Request body must be a JSON object");
+        return -EINVAL;
+    }
+    r->json = o;
+    *ret = o;
+    return 0;
+}
+
+bool req_is_admin(struct req *r)
+{
+    const struct config *c = r->gw->cfg;
+    if (c->admin_token) {
+        const char *auth = req_header(r, MHD_HTTP_HEADER_AUTHORIZATION);
+        if (auth && strncasecmp(auth, "Bearer ", 7) == 0) {
+            const char *tok = auth + 7;
+            size_t n = strlen(tok), m = strlen(c->admin_token);
+            /* compare digests so the time does not depend on the token's length either */
+            uint8_t a[SHA256_LEN], b[SHA256_LEN];
+            crypto_sha256(tok, n, a);
+            crypto_sha256(c->admin_token, m, b);
+            if (crypto_ct_equal(a, b, SHA256_LEN))
+                return true;
+        }
+    }
+    return cidr_list_match(&r->gw->admin_cidrs, r->client_ip);
+}
+
+/* ------------------------------------------------------------ replies */
+
+void reply_header(struct req *r, const char *name, const char *value)
+{
+    if (r->n_extra >= REQ_MAX_EXTRA_HEADERS)
+        return;
+    size_t i = r->n_extra++;
+    snprintf(r->extra_val[i], sizeof(r->extra_val[i]), "%s", value);
+    r->extra_hdr[i][0] = name;
+    r->extra_hdr[i][1] = r->extra_val[i];
+}
+
+/* Access-Control-Allow-Origin for this request, or NULL. */
+static const char *cors_origin(struct req *r, bool *vary)
+{
+    const char *list = r->gw->cfg->cors_origins;
+    *vary = false;
+    if (!list || strcmp(list, "*") == 0)
+        return "*";
+    const char *origin = req_header(r, "Origin");
+    if (!origin)
+        return NULL;
+    *vary = true;
+    size_t on = strlen(origin);
+    for (const char *p = list; *p;) {
+        while (*p == ' ' || *p == ',')
+            p++;
+        const char *e = p;
+        while (*e && *e != ',')
+            e++;
+        const char *t = e;
+        while (t > p && t[-1] == ' ')
+            t--;
+        if ((size_t)(t - p) == on && strncmp(p, origin, on) == 0)
+            return origin;
+        p = e;
+    }
+    return NULL;
+}
+
+int reply_response(struct req *r, unsigned status, struct MHD_Response *resp)
+{
+    if (!resp)
+        return MHD_NO;
+    MHD_add_response_header(resp, "X-Request-Id", r->request_id);
+    bool vary;
+    const char *origin = cors_origin(r, &vary);
+    if (origin) {
+        MHD_add_response_header(resp, "Access-Control-Allow-Origin", origin);
+        MHD_add_response_header(resp, "Access-Control-Expose-Headers", CORS_EXPOSE_HEADERS);
+    }
+    if (vary)
+        MHD_add_response_header(resp, "Vary", "Origin");
+    MHD_add_response_header(resp, "X-Content-Type-Options", "nosniff");
+    for (size_t i = 0; i < r->n_extra; i++)
+        MHD_add_response_header(resp, r->extra_hdr[i][0], r->extra_hdr[i][1]);
+    r->n_extra = 0;
+    r->status = status;
+    enum MHD_Result ret = MHD_queue_response(r->conn, status, resp);
+    MHD_destroy_response(resp);
+    return ret;
+}
+
+int reply_json_text(struct req *r, unsigned status, const char *json, size_t len)
+{
+    struct MHD_Response *resp =
+        MHD_create_response_from_buffer(len, (void *)json, MHD_RESPMEM_MUST_COPY);
+    if (!resp)
+        return MHD_NO;
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json; charset=utf-8");
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+    return reply_response(r, status, resp);
+}
+
+int reply_json(struct req *r, unsigned status, struct json_object *body)
+{
+    const char *s = jsonx_to_string(body);
+    int ret = reply_json_text(r, status, s, strlen(s));
+    json_object_put(body);
+    return ret;
+}
+
+int reply_error(struct req *r, unsigned status, const char *code, const char *msg)
+{
+    char buf[1024], emsg[512], ecode[128];
+    jsonx_escape(msg, emsg, sizeof(emsg));
+    jsonx_escape(code, ecode, sizeof(ecode));
+    int n = snprintf(buf, sizeof(buf), "{\"success\":false,\"error\":%s,\"code\":%s}", emsg, ecode);
+    if (n < 0 || (size_t)n >= sizeof(buf))
+        n = snprintf(buf, sizeof(buf), "{\"success\":false,\"error\":\"error\",\"code\":%s}", ecode);
+    return reply_json_text(r, status, buf, (size_t)n);
+}
+
+/* ------------------------------------------------------------ lifecycle */
+
+static void *uri_cb(void *cls, const char *uri, struct MHD_Connection *conn)
+{
+    struct server *s = cls;
+    struct req *r = calloc(1, sizeof(*r));
+    if (!r)
+        abort();
+    r->conn = conn;
+    r->gw = s->gw;
+    r->start_us = clock_mono_us();
+    /* The decoded URL hides %00 (it truncates the string), so look at the raw one. */
+    const char *q = strchr(uri, '?');
+    size_t plen = q ? (size_t)(q - uri) : strlen(uri);
+    for (size_t i = 0; i + 2 < plen; i++)
+        if (uri[i] == '%' && uri[i + 1] == '0' && uri[i + 2] == '0')
+            r->raw_has_nul = true;
+    atomic_fetch_add(&s->gw->inflight, 1);
+    return r;
+}
+
+static void set_identity(struct req *r)
+{
+    const char *rid = req_header(r, "X-Request-Id");
+    if (rid && ids_is_sane(rid, REQ_ID_MAX - 1))
+        snprintf(r->request_id, sizeof(r->request_id), "%s", rid);
+    else
+        ids_new(r->request_id);
+
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(r->conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    r->peer_ip[0] = 0;
+    if (ci && ci->client_addr) {
+        const struct sockaddr *sa = ci->client_addr;
+        if (sa->sa_family == AF_INET)
+            inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, r->peer_ip, sizeof(r->peer_ip));
+        else if (sa->sa_family == AF_INET6)
+            inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, r->peer_ip, sizeof(r->peer_ip));
+    }
+    cidr_client_address(r->peer_ip, req_header(r, "X-Forwarded-For"),
+                        (int)r->gw->cfg->trust_proxy, r->client_ip);
+}
+
+static int preflight(struct req *r, const char *allow)
+{
+    struct MHD_Response *resp = MHD_create_response_from_buffer(0, "", MHD_RESPMEM_PERSISTENT);
+    if (!resp)
+        return MHD_NO;
+    MHD_add_response_header(resp, "Access-Control-Allow-Methods", allow);
+    MHD_add_response_header(resp, "Access-Control-Allow-Headers", CORS_ALLOW_HEADERS);
+    MHD_add_response_header(resp, "Access-Control-Max-Age", "600");
+    MHD_add_response_header(resp, "Allow", allow);
+    return reply_response(r, MHD_HTTP_NO_CONTENT, resp);
+}
+
+static bool is_json_type(const char *ct)
+{
+    if (!ct)
+        return false;
+    while (*ct == ' ')
+        ct++;
+    size_t n = strcspn(ct, "; ");
+    return (n == 16 && strncasecmp(ct, "application/json", 16) == 0);
+}
+
+static int too_large(struct req *r)
+{
+    char msg[128];
+    snprintf(msg, sizeof(msg), "Request body exceeds the limit of %lld bytes",
+             r->gw->cfg->max_body_bytes);
+    return reply_error(r, MHD_HTTP_CONTENT_TOO_LARGE, "PAYLOAD_TOO_LARGE", msg);
+}
+
+static int dispatch(struct req *r)
+{
+    if (r->raw_has_nul)
+        return reply_error(r, MHD_HTTP_BAD_REQUEST, "VALIDATION_ERROR", "Invalid request path");
+
+    char allow[128];
+    enum router_result rr = router_match(r->gw->router, r->method, r->url, &r->match, allow, sizeof(allow));
+    if (strcmp(r->method, "OPTIONS") == 0 && rr != ROUTER_OK) {
+        if (rr == ROUTER_NOT_FOUND)
+            return reply_error(r, MHD_HTTP_NOT_FOUND, "NOT_FOUND", "Route not found");
+        return preflight(r, allow);
+    }
+    if (rr == ROUTER_NOT_FOUND)
+        return reply_error(r, MHD_HTTP_NOT_FOUND, "NOT_FOUND", "Route not found");
+    if (rr == ROUTER_METHOD_NOT_ALLOWED) {
+        reply_header(r, "Allow", allow);
+        return reply_error(r, MHD_HTTP_METHOD_NOT_ALLOWED, "METHOD_NOT_ALLOWED",
+                           "Method not allowed for this path");
+    }
+    const struct route *rt = r->match.route;
+    if ((rt->flags & ROUTE_ADMIN) && !req_is_admin(r))
+        return reply_error(r, MHD_HTTP_FORBIDDEN, "MONITORING_ACCESS_DENIED",
+                           "Operator access requires ADMIN_TOKEN or an allowed address");
+    if (rt->flags & ROUTE_BODY) {
+        if (r->body_too_large)
+            return too_large(r);
+        if (!is_json_type(req_header(r, MHD_HTTP_HEADER_CONTENT_TYPE)))
+            return reply_error(r, MHD_HTTP_UNSUPPORTED_MEDIA_TYPE, "UNSUPPORTED_MEDIA_TYPE",
+                               "Content-Type must be application/json");
+    } else if (r->body_too_large) {
+        return too_large(r);
+    }
+    return rt->handler(r);
+}
+
+static enum MHD_Result access_cb(void *cls, struct MHD_Connection *conn, const char *url,
+                                 const char *method, const char *version,
+                                 const char *upload_data, size_t *upload_data_size, void **con_cls)
+{
+    struct server *s = cls;
+    struct req *r = *con_cls;
+    (void)version;
+    if (!r)
+        return MHD_NO;               /* uri_cb always runs first */
+
+    if (!r->method) {                /* first call: headers only */
+        r->method = method;
+        r->url = url;
+        set_identity(r);
+        const char *cl = req_header(r, MHD_HTTP_HEADER_CONTENT_LENGTH);
+        if (cl) {
+            char *end;
+            errno = 0;
+            unsigned long long n = strtoull(cl, &end, 10);
+            if (errno || *end || n > (unsigned long long)s->gw->cfg->max_body_bytes)
+                return too_large(r);
+        }
+        return MHD_YES;
+    }
+    if (*upload_data_size) {
+        size_t n = *upload_data_size;
+        *upload_data_size = 0;
+        size_t max = (size_t)s->gw->cfg->max_body_bytes;
+        if (r->body_too_large || r->body_len + n > max) {
+            r->body_too_large = true;
+            return MHD_YES;
+        }
+        if (r->body_len + n + 1 > r->body_cap) {
+            size_t cap = r->body_cap ? r->body_cap : 1024;
+            while (cap < r->body_len + n + 1)
+                cap *= 2;
+            if (cap > max + 1)
+                cap = max + 1;
+            char *nb = realloc(r->body, cap);
+            if (!nb)
+                abort();
+            r->body = nb;
+            r->body_cap = cap;
+        }
+        memcpy(r->body + r->body_len, upload_data, n);
+        r->body_len += n;
+        r->body[r->body_len] = 0;
+        return MHD_YES;
+    }
+    if (r->status)                   /* already answered (e.g. early 413) */
+        return MHD_YES;
+    return (enum MHD_Result)dispatch(r);
+}
+
+static void completed_cb(void *cls, struct MHD_Connection *conn, void **con_cls,
+                         enum MHD_RequestTerminationCode toe)
+{
+    struct server *s = cls;
+    struct req *r = *con_cls;
+    (void)conn;
+    if (!r)
+        return;
+    *con_cls = NULL;
+    if (r->stream_done)
+        r->stream_done(r->stream);
+    int64_t dur_us = clock_mono_us() - r->start_us;
+    bool quiet = r->match.route && (r->match.route->flags & ROUTE_NO_LOG);
+    if (r->method && log_enabled(quiet ? LOG_DEBUG : LOG_INFO)) {
+        static const char *why[] = { "ok", "error", "timeout", "shutdown", "read_error", "client_abort" };
+        log_write(quiet ? LOG_DEBUG : LOG_INFO, "request",
+                  (const struct log_kv[]){
+                      LOG_STR("request_id", r->request_id),
+                      LOG_STR("method", r->method),
+                      LOG_STR("path", r->url),
+                      LOG_INT("status", r->status),
+                      LOG_DBL("ms", (double)dur_us / 1000.0),
+                      LOG_STR("client", r->client_ip),
+                      LOG_STR("end", (unsigned)toe < 6 ? why[toe] : "other"),
+                      { .type = LOG_T_END } });
+    }
+    if (s->gw->on_request_done)
+        s->gw->on_request_done(s->gw, r, dur_us);
+    if (r->json)
+        json_object_put(r->json);
+    free(r->body);
+    free(r);
+    atomic_fetch_sub(&s->gw->inflight, 1);
+}
+
+static void mhd_log(void *cls, const char *fmt, va_list ap)
+{
+    char buf[512];
+    (void)cls;
+    vsnprintf(buf, sizeof(buf), fmt, ap);
+    size_t n = strlen(buf);
+    while (n && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
+        buf[--n] = 0;
+    log_warn("libmicrohttpd", LOG_STR("detail", buf));
+}
+
+int server_start(struct gw *gw, unsigned max_connections, struct server **ret,
+                 char *err, size_t errlen)
+{
+    const struct config *c = gw->cfg;
+    struct server *s = calloc(1, sizeof(*s));
+    if (!s)
+        abort();
+    s->gw = gw;
+
+    struct sockaddr_storage ss;
+    memset(&ss, 0, sizeof(ss));
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME |
+                     MHD_USE_ITC | MHD_USE_ERROR_LOG | MHD_USE_TURBO;
+    struct sockaddr_in *sin = (struct sockaddr_in *)&ss;
+    struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&ss;
+    if (inet_pton(AF_INET, c->listen_address, &sin->sin_addr) == 1) {
+        sin->sin_family = AF_INET;
+        sin->sin_port = htons((uint16_t)c->port);
+    } else if (inet_pton(AF_INET6, c->listen_address, &sin6->sin6_addr) == 1) {
+        sin6->sin6_family = AF_INET6;
+        sin6->sin6_port = htons((uint16_t)c->port);
+        flags |= MHD_USE_IPv6;
+    } else {
+        snprintf(err, errlen, "invalid value for LISTEN_ADDRESS: \"%s\" (expected an IP address)",
+                 c->listen_address);
+        free(s);
+        return -EINVAL;
+    }
+
+    s->d = MHD_start_daemon(flags, (uint16_t)c->port, NULL, NULL, access_cb, s,
+        MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
+        MHD_OPTION_THREAD_POOL_SIZE, (unsigned)c->http_threads,
+        MHD_OPTION_CONNECTION_LIMIT, max_connections,
+        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)c->http_conn_timeout_s,
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)c->http_conn_memory,
+        MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned)LISTEN_BACKLOG,
+        MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned)(c->http_reuseport ? 1 : 0),
+        MHD_OPTION_URI_LOG_CALLBACK, uri_cb, s,
+        MHD_OPTION_NOTIFY_COMPLETED, completed_cb, s,
+        MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
+        MHD_OPTION_END);
+    if (!s->d) {
+        snprintf(err, errlen, "cannot listen on %s:%lld (port in use or not permitted)",
+                 c->listen_address, c->port);
+        free(s);
+        return -EADDRINUSE;
+    }
+    const union MHD_DaemonInfo *di = MHD_get_daemon_info(s->d, MHD_DAEMON_INFO_BIND_PORT);
+    s->port = di ? di->port : (unsigned)c->port;
+    *ret = s;
+    return 0;
+}
+
+void server_quiesce(struct server *s)
+{
+    if (!s || !s->d)
+        return;
+    MHD_socket fd = MHD_quiesce_daemon(s->d);
+    if (fd != MHD_INVALID_SOCKET)
+        close(fd);
+}
+
+void server_stop(struct server *s)
+{
+    if (!s)
+        return;
+    if (s->d)
+        MHD_stop_daemon(s->d);
+    free(s);
+}
+
+unsigned server_port(const struct server *s)
+{
+    return s->port;
+}
+
+void server_resume(struct MHD_Connection *c)
+{
+    MHD_resume_connection(c);
+}
