@@ -54,6 +54,10 @@ extern const size_t cfg_vars_count;
  * (INSTANCE_ID, PUBLIC_DIR, HTTP_THREADS, AI_PROVIDER, ...) are filled in.
  * Returns 0, or -EINVAL with a message naming the variable in err.
  * Strings in *c are heap-owned by *c; release with config_done().
+ * A variable set to the empty string counts as unset (its default applies).
+ * Derived defaults and the cross-checks (AI_PROVIDER needs its keys,
+ * ALERT_*_CRITICAL >= ALERT_*_HIGH, CB_MIN_CALLS <= CB_WINDOW_CALLS) apply
+ * only to variables of `scope`.  On failure *c holds nothing to release.
  */
 int config_load(struct config *c, enum cfg_scope scope, char *err, size_t errlen);
 
@@ -72,5 +76,19 @@ void config_write_markdown(FILE *out);
 
 /* Parse "12.50" dollars into micro-dollars; 0 or -EINVAL. Exposed for tests. */
 int config_parse_usd(const char *s, long long *ret_micro);
+
+/* Format micro-dollars as decimal dollars without trailing zeros ("0.15", "100"). */
+#define CONFIG_USD_LEN 32
+void config_format_usd(long long micro, char out[CONFIG_USD_LEN]);
+
+/* Iterate the items of a LIST value:
+ *   const char *cur = c->cors_origins, *item; size_t n;
+ *   while ((item = config_list_next(&cur, &n))) ... item[0..n) ...
+ * Items are trimmed of blanks and not NUL-terminated; they point into the
+ * list string.  A NULL or empty list yields nothing. */
+const char *config_list_next(const char **cursor, size_t *ret_len);
+
+/* The table entry of a variable by its NAME, or NULL. */
+const struct cfg_var *config_find(const char *name);
 
 #endif
