@@ -37,6 +37,8 @@ CFG(listen_address,      "LISTEN_ADDRESS",       "0.0.0.0", STR, 0, 0, NULL, GW,
 CFG(http_threads,        "HTTP_THREADS",         "0",       INT, 0, 256, NULL, GW, "libmicrohttpd thread pool size (0: one per CPU core)")
 CFG(http_max_connections,"HTTP_MAX_CONNECTIONS", "19900",   INT, 16, 1000000, NULL, GW, "Concurrent connection cap; RLIMIT_NOFILE is raised to match (clamped to the hard limit)")
 CFG(http_conn_timeout_s, "HTTP_CONN_TIMEOUT_S",  "30",      INT, 1, 3600, NULL, GW, "Idle connection timeout (slow or silent clients are dropped)")
+CFG(http_header_timeout_s,"HTTP_HEADER_TIMEOUT_S", "10",     INT, 1, 3600, NULL, GW, "Deadline for a request's headers, and for an idle keep-alive connection (slow-header clients are cut off)")
+CFG(http_body_timeout_s, "HTTP_BODY_TIMEOUT_S",  "30",      INT, 1, 3600, NULL, GW, "Deadline for receiving a request body (the connection is closed past it)")
 CFG(http_conn_memory,    "HTTP_CONN_MEMORY_BYTES","16384",  INT, 4096, 1048576, NULL, GW, "Per-connection memory pool; caps request header size (431 past it)")
 CFG(http_reuseport,      "HTTP_REUSEPORT",       "false",   BOOL, 0, 0, NULL, GW, "Set SO_REUSEPORT so several gateway processes share PORT")
 CFG(max_body_bytes,      "MAX_BODY_BYTES",       "1048576", INT, 1024, 67108864, NULL, GW, "Largest request body (413 past it)")

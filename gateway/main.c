@@ -25,7 +25,7 @@
 #include "gateway/router.h"
 #include "gateway/server.h"
 
-#define FD_RESERVE 256   /* descriptors kept for Redis, PostgreSQL, files, logs */
+#define FD_RESERVE 64    /* descriptors kept for Redis, PostgreSQL, the listen socket, epoll, files */
 
 static unsigned raise_nofile(unsigned wanted)
 {

@@ -16,11 +16,24 @@
  * Every response goes through reply_response(), which adds X-Request-Id, CORS
  * and the handler's extra headers.  The completion callback writes the access
  * log line and frees the request.
+ *
+ * Slow clients: libmicrohttpd's own timeout is an idle timeout, so a client
+ * that trickles one header byte a second would hold its connection for hours.
+ * Every connection is therefore tracked (connection notify callback) with the
+ * phase it is in and when that phase began; a reaper thread shuts down the
+ * socket of a connection whose headers (or keep-alive idle gap) take longer
+ * than HTTP_HEADER_TIMEOUT_S, and a body that takes longer than
+ * HTTP_BODY_TIMEOUT_S is closed by the access handler (the reaper is the
+ * backstop for a body that stops arriving).  shutdown(2) is issued under the
+ * tracking lock, and the close notification takes the same lock before the
+ * descriptor is closed, so the reaper never touches a reused descriptor.
  */
 #include "gateway/server.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <pthread.h>
+#include <time.h>
 #include <netinet/in.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -49,11 +62,106 @@
     "X-Request-Id, Retry-After, RateLimit, RateLimit-Policy, ETag"
 #define LISTEN_BACKLOG 4096
 
+enum conn_phase { PH_HEADERS = 0, PH_BODY, PH_HANDLER };
+
+struct conn_track {
+    struct conn_track *prev, *next;   /* in server.conns, under conns_lock */
+    int fd;
+    _Atomic int phase;                /* enum conn_phase; written by the pool thread */
+    _Atomic int64_t since_ms;         /* monotonic start of the phase */
+};
+
 struct server {
     struct MHD_Daemon *d;
     struct gw *gw;
     unsigned port;
+    pthread_mutex_t conns_lock;       /* protects conns (links) and reaper_stop */
+    pthread_cond_t reaper_cv;
+    struct conn_track conns;          /* list head */
+    bool reaper_stop;
+    bool reaper_started;
+    pthread_t reaper;
 };
+
+static struct conn_track *track_of(struct MHD_Connection *c)
+{
+    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    return ci ? ci->socket_context : NULL;
+}
+
+static void track_phase(struct MHD_Connection *c, enum conn_phase ph)
+{
+    struct conn_track *t = track_of(c);
+    if (t) {
+        atomic_store(&t->since_ms, clock_mono_ms());
+        atomic_store(&t->phase, (int)ph);
+    }
+}
+
+static void notify_conn_cb(void *cls, struct MHD_Connection *c, void **socket_context,
+                           enum MHD_ConnectionNotificationCode toe)
+{
+    struct server *s = cls;
+    if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
+        struct conn_track *t = calloc(1, sizeof(*t));
+        if (!t)
+            abort();
+        const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+        t->fd = ci ? ci->connect_fd : -1;
+        atomic_store(&t->since_ms, clock_mono_ms());
+        pthread_mutex_lock(&s->conns_lock);
+        t->next = s->conns.next;
+        t->prev = &s->conns;
+        s->conns.next->prev = t;
+        s->conns.next = t;
+        pthread_mutex_unlock(&s->conns_lock);
+        *socket_context = t;
+    } else if (toe == MHD_CONNECTION_NOTIFY_CLOSED) {
+        struct conn_track *t = *socket_context;
+        if (!t)
+            return;
+        pthread_mutex_lock(&s->conns_lock);
+        t->prev->next = t->next;
+        t->next->prev = t->prev;
+        pthread_mutex_unlock(&s->conns_lock);
+        free(t);
+        *socket_context = NULL;
+    }
+}
+
+static void *reaper_main(void *arg)
+{
+    struct server *s = arg;
+    const struct config *c = s->gw->cfg;
+    int64_t header_ms = c->http_header_timeout_s * 1000;
+    int64_t body_ms = c->http_body_timeout_s * 1000 + 5000;   /* backstop after the 408 path */
+    pthread_mutex_lock(&s->conns_lock);
+    while (!s->reaper_stop) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_nsec += 500 * 1000 * 1000;
+        if (ts.tv_nsec >= 1000000000) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000;
+        }
+        pthread_cond_timedwait(&s->reaper_cv, &s->conns_lock, &ts);
+        int64_t now = clock_mono_ms();
+        long cut = 0;
+        for (struct conn_track *t = s->conns.next; t != &s->conns; t = t->next) {
+            int ph = atomic_load(&t->phase);
+            int64_t age = now - atomic_load(&t->since_ms);
+            if (t->fd >= 0 && ((ph == PH_HEADERS && age > header_ms) || (ph == PH_BODY && age > body_ms))) {
+                shutdown(t->fd, SHUT_RDWR);
+                atomic_store(&t->since_ms, now);     /* once per deadline */
+                cut++;
+            }
+        }
+        if (cut)
+            log_debug("slow connections cut off", LOG_INT("count", cut));
+    }
+    pthread_mutex_unlock(&s->conns_lock);
+    return NULL;
+}
 
 /* ------------------------------------------------------------ request accessors */
 
@@ -339,6 +447,7 @@ static enum MHD_Result access_cb(void *cls, struct MHD_Connection *conn, const c
     if (!r->method) {                /* first call: headers only */
         r->method = method;
         r->url = url;
+        track_phase(conn, PH_BODY);
         set_identity(r);
         const char *cl = req_header(r, MHD_HTTP_HEADER_CONTENT_LENGTH);
         if (cl) {
@@ -353,6 +462,15 @@ static enum MHD_Result access_cb(void *cls, struct MHD_Connection *conn, const c
     if (*upload_data_size) {
         size_t n = *upload_data_size;
         *upload_data_size = 0;
+        if (r->status)
+            return MHD_YES;          /* answered early; discard */
+        if (clock_mono_us() - r->start_us > s->gw->cfg->http_body_timeout_s * 1000000) {
+            /* libmicrohttpd 0.9.75 cannot queue a response in the middle of a
+             * body, so a body past its deadline closes the connection. */
+            log_info("request body deadline passed: closing", LOG_STR("request_id", r->request_id),
+                     LOG_STR("client", r->client_ip), LOG_INT("received", r->body_len));
+            return MHD_NO;
+        }
         size_t max = (size_t)s->gw->cfg->max_body_bytes;
         if (r->body_too_large || r->body_len + n > max) {
             r->body_too_large = true;
@@ -375,6 +493,7 @@ static enum MHD_Result access_cb(void *cls, struct MHD_Connection *conn, const c
         r->body[r->body_len] = 0;
         return MHD_YES;
     }
+    track_phase(conn, PH_HANDLER);
     if (r->status)                   /* already answered (e.g. early 413) */
         return MHD_YES;
     return (enum MHD_Result)dispatch(r);
@@ -385,10 +504,10 @@ static void completed_cb(void *cls, struct MHD_Connection *conn, void **con_cls,
 {
     struct server *s = cls;
     struct req *r = *con_cls;
-    (void)conn;
     if (!r)
         return;
     *con_cls = NULL;
+    track_phase(conn, PH_HEADERS);   /* keep-alive: the next request's headers are due */
     if (r->stream_done)
         r->stream_done(r->stream);
     int64_t dur_us = clock_mono_us() - r->start_us;
@@ -423,7 +542,11 @@ static void mhd_log(void *cls, const char *fmt, va_list ap)
     size_t n = strlen(buf);
     while (n && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
         buf[--n] = 0;
-    log_warn("libmicrohttpd", LOG_STR("detail", buf));
+    /* Peers closing or resetting connections is routine: keep it out of warn. */
+    bool routine = strstr(buf, "clos") || strstr(buf, "reset") || strstr(buf, "timed out") ||
+                   strstr(buf, "Application reported");
+    log_write(routine ? LOG_DEBUG : LOG_WARN, "libmicrohttpd",
+              (const struct log_kv[]){ LOG_STR("detail", buf), { .type = LOG_T_END } });
 }
 
 int server_start(struct gw *gw, unsigned max_connections, struct server **ret,
@@ -434,6 +557,9 @@ int server_start(struct gw *gw, unsigned max_connections, struct server **ret,
     if (!s)
         abort();
     s->gw = gw;
+    s->conns.next = s->conns.prev = &s->conns;
+    pthread_mutex_init(&s->conns_lock, NULL);
+    pthread_cond_init(&s->reaper_cv, NULL);
 
     struct sockaddr_storage ss;
     memset(&ss, 0, sizeof(ss));
@@ -456,6 +582,7 @@ int server_start(struct gw *gw, unsigned max_connections, struct server **ret,
     }
 
     s->d = MHD_start_daemon(flags, (uint16_t)c->port, NULL, NULL, access_cb, s,
+        MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
         MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
         MHD_OPTION_THREAD_POOL_SIZE, (unsigned)c->http_threads,
         MHD_OPTION_CONNECTION_LIMIT, max_connections,
@@ -465,7 +592,7 @@ int server_start(struct gw *gw, unsigned max_connections, struct server **ret,
         MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned)(c->http_reuseport ? 1 : 0),
         MHD_OPTION_URI_LOG_CALLBACK, uri_cb, s,
         MHD_OPTION_NOTIFY_COMPLETED, completed_cb, s,
-        MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
+        MHD_OPTION_NOTIFY_CONNECTION, notify_conn_cb, s,
         MHD_OPTION_END);
     if (!s->d) {
         snprintf(err, errlen, "cannot listen on %s:%lld (port in use or not permitted)",
@@ -475,6 +602,13 @@ int server_start(struct gw *gw, unsigned max_connections, struct server **ret,
     }
     const union MHD_DaemonInfo *di = MHD_get_daemon_info(s->d, MHD_DAEMON_INFO_BIND_PORT);
     s->port = di ? di->port : (unsigned)c->port;
+    if (pthread_create(&s->reaper, NULL, reaper_main, s) != 0) {
+        MHD_stop_daemon(s->d);
+        free(s);
+        snprintf(err, errlen, "cannot start the connection reaper thread");
+        return -EAGAIN;
+    }
+    s->reaper_started = true;
     *ret = s;
     return 0;
 }
@@ -492,8 +626,17 @@ void server_stop(struct server *s)
 {
     if (!s)
         return;
+    if (s->reaper_started) {
+        pthread_mutex_lock(&s->conns_lock);
+        s->reaper_stop = true;
+        pthread_cond_signal(&s->reaper_cv);
+        pthread_mutex_unlock(&s->conns_lock);
+        pthread_join(s->reaper, NULL);
+    }
     if (s->d)
         MHD_stop_daemon(s->d);
+    pthread_cond_destroy(&s->reaper_cv);
+    pthread_mutex_destroy(&s->conns_lock);
     free(s);
 }
 
