@@ -4,7 +4,8 @@
  * jsonx_parse hands json-c the exact length, a depth cap, and strict mode
  * with UTF-8 validation; then it refuses what json-c lets through but we do
  * not want in C: trailing bytes, raw or escaped NUL bytes (C strings would be
- * cut short), non-finite numbers (NaN, Infinity, 1e400).
+ * cut short), non-finite numbers (NaN, Infinity, 1e400), and UTF-8 that
+ * json-c's check misses (overlong forms, surrogates).
  *
  * Depth counts nested containers: `1` is depth 0, `[1]` and `{}` depth 1,
  * `[[1]]` depth 2.  json-c counts stack levels instead, where a scalar inside
@@ -32,6 +33,53 @@ static bool jsonx_is_ws(char c)
     return c == ' ' || c == '\t' || c == '\n' || c == '\r';
 }
 
+/* Length of the valid UTF-8 sequence at s (n bytes available), 0 if invalid. */
+static size_t jsonx_utf8_seq(const unsigned char *s, size_t n)
+{
+    unsigned char c = s[0];
+    size_t len;
+    unsigned char lo = 0x80, hi = 0xbf;   /* bounds of the second byte */
+
+    if (c < 0x80)
+        return 1;
+    if (c >= 0xc2 && c <= 0xdf)
+        len = 2;
+    else if (c >= 0xe0 && c <= 0xef) {
+        len = 3;
+        if (c == 0xe0)
+            lo = 0xa0;                    /* overlong */
+        else if (c == 0xed)
+            hi = 0x9f;                    /* UTF-16 surrogates */
+    } else if (c >= 0xf0 && c <= 0xf4) {
+        len = 4;
+        if (c == 0xf0)
+            lo = 0x90;                    /* overlong */
+        else if (c == 0xf4)
+            hi = 0x8f;                    /* above U+10FFFF */
+    } else
+        return 0;
+    if (n < len || s[1] < lo || s[1] > hi)
+        return 0;
+    for (size_t i = 2; i < len; i++)
+        if (s[i] < 0x80 || s[i] > 0xbf)
+            return 0;
+    return len;
+}
+
+/* Whole string valid UTF-8 without NUL bytes. */
+static bool jsonx_utf8_valid(const char *s, size_t n)
+{
+    while (n > 0) {
+        size_t k = s[0] ? jsonx_utf8_seq((const unsigned char *)s, n) : 0;
+
+        if (k == 0)
+            return false;
+        s += k;
+        n -= k;
+    }
+    return true;
+}
+
 /* 0 fine, JSONX_DEPTH too deep, JSONX_SYNTAX a value we refuse. */
 static enum jsonx_err jsonx_check(struct json_object *o, int depth, int max_depth)
 {
@@ -42,7 +90,8 @@ static enum jsonx_err jsonx_check(struct json_object *o, int depth, int max_dept
         return isfinite(d) ? JSONX_OK : JSONX_SYNTAX;
     }
     case json_type_string:
-        if (memchr(json_object_get_string(o), '\0', (size_t)json_object_get_string_len(o)))
+        /* json-c's own UTF-8 check lets overlong forms and surrogates by. */
+        if (!jsonx_utf8_valid(json_object_get_string(o), (size_t)json_object_get_string_len(o)))
             return JSONX_SYNTAX;
         return JSONX_OK;
     case json_type_array: {
@@ -64,7 +113,8 @@ static enum jsonx_err jsonx_check(struct json_object *o, int depth, int max_dept
         json_object_object_foreach(o, key, val) {
             enum jsonx_err e = jsonx_check(val, depth + 1, max_depth);
 
-            (void)key;
+            if (e == JSONX_OK && !jsonx_utf8_valid(key, strlen(key)))
+                e = JSONX_SYNTAX;
             if (e != JSONX_OK)
                 return e;
         }
@@ -132,7 +182,8 @@ int jsonx_parse(const char *buf, size_t len, int max_depth,
     r = 0;
 out:
     json_object_put(obj);
-    json_tokener_free(tok);
+    if (tok)
+        json_tokener_free(tok);   /* not NULL-safe in json-c 0.16 */
     if (ret_kind)
         *ret_kind = r == 0 ? JSONX_OK : kind;
     return r;
@@ -230,39 +281,6 @@ int jsonx_get_num(struct json_object *o, const char *key, double *ret)
 const char *jsonx_to_string(struct json_object *o)
 {
     return json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
-}
-
-/* Length of the valid UTF-8 sequence at s (n bytes available), 0 if invalid. */
-static size_t jsonx_utf8_seq(const unsigned char *s, size_t n)
-{
-    unsigned char c = s[0];
-    size_t len;
-    unsigned char lo = 0x80, hi = 0xbf;   /* bounds of the second byte */
-
-    if (c < 0x80)
-        return 1;
-    if (c >= 0xc2 && c <= 0xdf)
-        len = 2;
-    else if (c >= 0xe0 && c <= 0xef) {
-        len = 3;
-        if (c == 0xe0)
-            lo = 0xa0;                    /* overlong */
-        else if (c == 0xed)
-            hi = 0x9f;                    /* UTF-16 surrogates */
-    } else if (c >= 0xf0 && c <= 0xf4) {
-        len = 4;
-        if (c == 0xf0)
-            lo = 0x90;                    /* overlong */
-        else if (c == 0xf4)
-            hi = 0x8f;                    /* above U+10FFFF */
-    } else
-        return 0;
-    if (n < len || s[1] < lo || s[1] > hi)
-        return 0;
-    for (size_t i = 2; i < len; i++)
-        if (s[i] < 0x80 || s[i] > 0xbf)
-            return 0;
-    return len;
 }
 
 size_t jsonx_escape_step(const char *s, size_t n, char out[JSONX_ESCAPE_STEP_MAX],
