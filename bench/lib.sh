@@ -98,7 +98,7 @@ fg_wait_until() {
     done
 }
 
-fg_http_ok() { curl -fsS -o /dev/null --max-time 2 "$1"; }
+fg_http_ok() { curl -fsS --noproxy '*' -o /dev/null --max-time 2 "$1"; }
 
 # fg_wait_http URL TIMEOUT_S [PID]: until URL answers 2xx.
 fg_wait_http() { fg_wait_until "$2" "${3:-}" "$1" fg_http_ok "$1"; }
@@ -205,15 +205,18 @@ fg_start_pg() {
     fi
 }
 
-# fg_build DIR [meson-setup-args...]: configure DIR if needed, then ninja.
+# fg_build DIR TARGETS [meson-setup-args...]: configure DIR if needed, then
+# ninja TARGETS (space-separated paths like gateway/flashgate-gateway; "" = all).
 fg_build() {
-    local dir=$1
-    shift
+    local dir=$1 targets
+    read -r -a targets <<<"$2"
+    shift 2
     if [[ ! -f $FG_ROOT/$dir/build.ninja ]]; then
         meson setup "$FG_ROOT/$dir" "$FG_ROOT" "$@" >/dev/null ||
             fg_die "meson setup $dir failed"
     fi
-    ninja -C "$FG_ROOT/$dir" >/dev/null || { ninja -C "$FG_ROOT/$dir"; fg_die "build in $dir failed"; }
+    ninja -C "$FG_ROOT/$dir" "${targets[@]}" >/dev/null ||
+        { ninja -C "$FG_ROOT/$dir" "${targets[@]}"; fg_die "build in $dir failed"; }
 }
 
 # fg_start_gateway BIN PORT LOG [K=V...]: sets FG_GATEWAY_PID once /health answers.

@@ -22,7 +22,7 @@ source "$root/bench/lib.sh"
 
 "$root/scripts/setup.sh"
 build_dir=${FLASHGATE_BUILD_DIR:-build}   # relative to the repository
-fg_build "$build_dir"
+fg_build "$build_dir" "gateway/flashgate-gateway worker/flashgate-worker"
 
 gateway_bin=$root/$build_dir/gateway/flashgate-gateway
 worker_bin=$root/$build_dir/worker/flashgate-worker
