@@ -15,6 +15,7 @@
 #include "common/redisx.h"
 #include "gateway/cidr.h"
 #include "gateway/gateway.h"
+#include "gateway/jobs.h"
 #include "gateway/router.h"
 #include "gateway/static.h"
 
@@ -49,7 +50,9 @@ int app_init(struct gw *gw, const struct config *cfg, char *err, size_t errlen)
     gw->router = router_new();
     if (!gw->router)
         return -ENOMEM;
+    jobs_setup(cfg);
     routes_health(gw->router);
+    routes_jobs(gw->router);
     routes_static(gw->router);   /* last: catch-all */
     return 0;
 }
