@@ -37,7 +37,9 @@ for tool in wrk nginx redis-server curl ss; do
 done
 [[ $seconds =~ ^[0-9]+$ && $seconds -gt 0 ]] || fg_die "BENCH_SECONDS must be a positive integer"
 
-ulimit -n "$(ulimit -Hn)"
+nofile=$(ulimit -Hn)
+[[ $nofile == unlimited ]] && nofile=$(cat /proc/sys/fs/nr_open)
+ulimit -n "$nofile"
 fg_init ''
 
 declare -A url=()

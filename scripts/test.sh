@@ -36,7 +36,9 @@ done
 "$root/scripts/setup.sh"
 
 # Servers under test hold many sockets; take the whole allowance.
-ulimit -n "$(ulimit -Hn)"
+nofile=$(ulimit -Hn)
+[[ $nofile == unlimited ]] && nofile=$(cat /proc/sys/fs/nr_open)
+ulimit -n "$nofile"
 
 # Everything the fixtures create goes here; removed when all tests pass.
 # Mode 711: PostgreSQL runs as user postgres when the tests run as root.
