@@ -216,6 +216,31 @@ START_TEST(pg_database_and_restart)
 }
 END_TEST
 
+START_TEST(gateway_starts_answers_and_stops)
+{
+    struct fx_redis rs;
+    struct fx_proc gw;
+    int port = 0;
+    char url[96];
+    struct fx_http_resp resp;
+    ck_assert_int_eq(fx_redis_start(&rs, false), 0);
+    const char *env[] = { "LOG_LEVEL=debug", NULL };
+    ck_assert_int_eq(fx_gateway_start(&gw, rs.url, env, &port), 0);
+    ck_assert_int_gt(port, 0);
+    snprintf(url, sizeof(url), "http://127.0.0.1:%d/health", port);
+    ck_assert_int_eq(fx_http_get(url, &resp), 0);
+    ck_assert_int_eq(resp.status, 200);
+    ck_assert_ptr_nonnull(strstr(resp.body, "\"status\":\"OK\""));
+    fx_http_resp_done(&resp);
+    /* SIGTERM is a clean shutdown. */
+    ck_assert_int_eq(fx_proc_stop(&gw, 0), 0);
+    ck_assert_int_eq(fx_http_get(url, &resp), -ECONNREFUSED);
+    fx_http_resp_done(&resp);
+    fx_proc_done(&gw);
+    fx_redis_done(&rs);
+}
+END_TEST
+
 /* A small server: /ok answers JSON with a header, /echo echoes the method
  * and body, /stream sends one event and then stays open. */
 struct echo_state {
@@ -395,6 +420,11 @@ static Suite *fixture_suite(void)
     tcase_add_test(tc, proc_signals_and_timeouts);
     tcase_add_test(tc, proc_wait_http_fails_fast_when_process_exits);
     tcase_add_test(tc, proc_missing_program);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("programs");
+    tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, gateway_starts_answers_and_stops);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("http");

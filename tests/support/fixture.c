@@ -928,6 +928,61 @@ void fx_proc_done(struct fx_proc *p)
     p->log_path = NULL;
 }
 
+/* Start a server program on a free port given by port_var; env_pre (owned by
+ * the caller) goes before the caller's env so the caller can override it. */
+static int server_start(struct fx_proc *p, const char *name, const char *bin_var,
+                        const char *port_var, const char *redis_url,
+                        const char *const env[], int *ret_port)
+{
+    const char *bin = fixture_bin(bin_var, NULL);
+    char *pre[4] = { NULL };
+    const char *merged[FX_ENV_MAX + 1];
+    size_t n = 0;
+    int ret, port = fixture_free_port();
+
+    if (!bin) {
+        memset(p, 0, sizeof(*p));
+        p->pid = -1;
+        fx_say("%s: %s is not set (meson sets it when the program is built)", name, bin_var);
+        return -ENOENT;
+    }
+    if (port < 0)
+        return port;
+    pre[0] = fx_printf("%s=%d", port_var, port);
+    pre[1] = fx_strdup("LISTEN_ADDRESS=127.0.0.1");
+    pre[2] = redis_url ? fx_printf("REDIS_URL=%s", redis_url) : NULL;
+    for (size_t i = 0; i < 3; i++)
+        if (pre[i])
+            merged[n++] = pre[i];
+    for (size_t i = 0; env && env[i] && n < FX_ENV_MAX; i++)
+        merged[n++] = env[i];
+    merged[n] = NULL;
+    ret = fx_proc_start(p, name, bin, NULL, merged);
+    if (ret == 0) {
+        char *url = fx_printf("http://127.0.0.1:%d/health", port);
+        ret = fx_proc_wait_http(p, url, 0);
+        free(url);
+    }
+    if (ret == 0 && ret_port)
+        *ret_port = port;
+    for (size_t i = 0; i < 3; i++)
+        free(pre[i]);
+    return ret;
+}
+
+int fx_gateway_start(struct fx_proc *p, const char *redis_url, const char *const env[],
+                     int *ret_port)
+{
+    return server_start(p, "gateway", "FLASHGATE_GATEWAY", "PORT", redis_url, env, ret_port);
+}
+
+int fx_worker_start(struct fx_proc *p, const char *redis_url, const char *const env[],
+                    int *ret_port)
+{
+    return server_start(p, "worker", "FLASHGATE_WORKER", "WORKER_HEALTH_PORT", redis_url,
+                        env, ret_port);
+}
+
 /* -------------------------------------------------------------- HTTP client */
 
 struct http_ctx {
@@ -1010,7 +1065,7 @@ static size_t on_body(char *buf, size_t size, size_t n, void *arg)
     return len;
 }
 
-int fx_http_do(const struct fx_http_req *req, struct fx_http_resp *resp)
+static int http_do(const struct fx_http_req *req, struct fx_http_resp *resp, bool quiet)
 {
     struct http_ctx ctx = { .resp = resp, .until = req->until };
     struct curl_slist *hdrs = NULL;
@@ -1063,11 +1118,16 @@ int fx_http_do(const struct fx_http_req *req, struct fx_http_resp *resp)
         ret = -ECONNREFUSED;
     else
         ret = -EIO;
-    if (ret < 0 && ret != -ETIMEDOUT && ret != -ECONNREFUSED)
+    if (ret < 0 && ret != -ETIMEDOUT && ret != -ECONNREFUSED && !quiet)
         fx_say("%s %s: %s", method, req->url, curl_easy_strerror(rc));
     curl_slist_free_all(hdrs);
     curl_easy_cleanup(h);
     return ret;
+}
+
+int fx_http_do(const struct fx_http_req *req, struct fx_http_resp *resp)
+{
+    return http_do(req, resp, false);
 }
 
 int fx_http_get(const char *url, struct fx_http_resp *resp)
@@ -1111,7 +1171,7 @@ static long http_status_once(const char *url, long timeout_ms)
 {
     struct fx_http_req req = { .url = url, .timeout_ms = timeout_ms };
     struct fx_http_resp resp;
-    fx_http_do(&req, &resp);
+    http_do(&req, &resp, true);   /* polling: a server still starting is no news */
     long st = resp.status;
     fx_http_resp_done(&resp);
     return st;

@@ -147,6 +147,15 @@ void fx_proc_print_log(const struct fx_proc *p);
 /* SIGKILL if still running, reap, remove the dir. */
 void fx_proc_done(struct fx_proc *p);
 
+/* The gateway (FLASHGATE_GATEWAY) on a free loopback port with REDIS_URL =
+ * redis_url (may be NULL), then `env` (overrides); returns once /health
+ * answers 200.  *ret_port gets the port. */
+int fx_gateway_start(struct fx_proc *p, const char *redis_url, const char *const env[],
+                     int *ret_port);
+/* The worker (FLASHGATE_WORKER), WORKER_HEALTH_PORT free, likewise. */
+int fx_worker_start(struct fx_proc *p, const char *redis_url, const char *const env[],
+                    int *ret_port);
+
 /* ---- HTTP client */
 
 struct fx_http_req {
