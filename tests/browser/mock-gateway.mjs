@@ -317,6 +317,6 @@ export async function startMockGateway({
 }
 
 if (process.argv[1] && fileURLToPath(import.meta.url) === path.resolve(process.argv[1])) {
-  const mock = await startMockGateway({ port: Number(process.argv[2] || 3901), eventDelayMs: 700 });
+  const mock = await startMockGateway({ port: Number(process.argv[2] || 3901), eventDelayMs: Number(process.env.MOCK_EVENT_DELAY_MS || 700) });
   console.log(`mock gateway (FAKE backend, for page development) on ${mock.url}  admin token: ${mock.adminToken}`);
 }
