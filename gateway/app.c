@@ -13,7 +13,9 @@
 #include "common/config.h"
 #include "common/log.h"
 #include "common/redisx.h"
+#include "gateway/bus.h"
 #include "gateway/cidr.h"
+#include "gateway/hub.h"
 #include "gateway/gateway.h"
 #include "gateway/jobs.h"
 #include "gateway/router.h"
@@ -50,25 +52,35 @@ int app_init(struct gw *gw, const struct config *cfg, char *err, size_t errlen)
     gw->router = router_new();
     if (!gw->router)
         return -ENOMEM;
+    gw->hub = hub_new(gw);
+    if (!gw->hub)
+        return -ENOMEM;
     jobs_setup(cfg);
     routes_health(gw->router);
     routes_jobs(gw->router);
+    routes_events(gw->router);
     routes_static(gw->router);   /* last: catch-all */
     return 0;
 }
 
 void app_started(struct gw *gw)
 {
-    (void)gw;
+    gw->bus = bus_start(gw, gw->hub);
+    if (!gw->bus)
+        log_error("cannot start the Redis subscriber thread: live events disabled");
 }
 
 void app_drain(struct gw *gw)
 {
-    (void)gw;
+    hub_drain(gw->hub);
 }
 
 void app_done(struct gw *gw)
 {
+    bus_stop(gw->bus);
+    gw->bus = NULL;
+    hub_free(gw->hub);
+    gw->hub = NULL;
     router_free(gw->router);
     gw->router = NULL;
     if (gw->public_fd >= 0)

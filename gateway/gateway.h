@@ -47,5 +47,6 @@ struct gw {
 /* Route registration, one per resource file. */
 void routes_health(struct router *rt);
 void routes_static(struct router *rt);
+void routes_events(struct router *rt);
 
 #endif

@@ -1,0 +1,714 @@
+/*
+ * hub.c: topics, streams and their queues (design and threads: hub.h).
+ *
+ * Locks, always taken in this order:
+ *   shard->lock    a shard's topic buckets and the topic membership links
+ *   stream->lock   everything in struct stream below the lock
+ *   (libmicrohttpd's own cleanup mutex, inside MHD_suspend/resume)
+ * MHD_suspend_connection (reader callback) and MHD_resume_connection
+ * (publishers) are both called with stream->lock held and the `suspended`
+ * flag changed with them, so a running connection is never resumed.
+ * Redis I/O (history replay) happens in the reader callback with no lock held.
+ *
+ * A stream has two references: the MHD response (dropped by its free
+ * callback) and the request (dropped by stream_closed, which also unlinks it
+ * from its topic).  Frames are shared by reference count.
+ */
+#include "gateway/hub.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <json-c/json.h>
+#include <microhttpd.h>
+
+#include "common/clock.h"
+#include "common/config.h"
+#include "common/job.h"
+#include "common/jsonx.h"
+#include "common/log.h"
+#include "common/queue.h"
+#include "gateway/gateway.h"
+#include "gateway/jobs.h"
+#include "gateway/sse.h"
+
+#define SHARDS 64
+#define BUCKETS_PER_SHARD 256
+#define TOPIC_MAX (2 + JOB_USER_MAX + 1)
+#define SEEN_MAX 64                /* jobs tracked per user stream */
+#define STATS_LIST_MAX 100
+#define READER_BLOCK 4096
+
+struct topic {
+    struct topic *next;            /* bucket chain */
+    struct stream *head;           /* member streams */
+    size_t n;
+    char name[TOPIC_MAX];
+};
+
+struct shard {
+    pthread_mutex_t lock;          /* protects buckets, topics, stream tnext/tprev/topic */
+    struct topic *b[BUCKETS_PER_SHARD];
+};
+
+struct seen {
+    char job_id[JOB_ID_MAX + 1];
+    long long seq;
+};
+
+struct stream {
+    atomic_int ref;
+    struct hub *hub;
+    struct MHD_Connection *conn;
+    bool user_stream;
+    char user_id[JOB_USER_MAX + 1];
+    char job_id[JOB_ID_MAX + 1];   /* job streams */
+
+    /* shard lock */
+    struct stream *tnext, *tprev;
+    struct topic *topic;
+
+    pthread_mutex_t lock;          /* protects all below */
+    bool closed;                   /* connection ended */
+    bool suspended;                /* MHD_suspend_connection called, not resumed */
+    bool replaying;                /* history read in progress (reader thread) */
+    bool need_replay;              /* history must be (re)read before more live frames */
+    bool end_after_flush;          /* final event queued, or draining */
+    bool overflow;                 /* client too slow: close */
+    long long last_seq;            /* job streams: last delivered id */
+    struct seen *seen;             /* user streams: per-job last ids */
+    size_t nseen;
+    struct sse_frame **q;          /* ring of frames */
+    size_t qhead, qlen, qcap;
+    size_t qoff;                   /* bytes of q[qhead] already sent */
+};
+
+struct hub {
+    struct gw *gw;
+    long max_queue;
+    struct shard shards[SHARDS];
+    atomic_long streams;
+    atomic_bool draining;
+    pthread_t hb_thread;
+    pthread_mutex_t hb_lock;       /* protects hb_stop */
+    pthread_cond_t hb_cv;
+    bool hb_stop;
+};
+
+/* ------------------------------------------------------------ topics */
+
+static uint64_t hash_str(const char *s)
+{
+    uint64_t h = 1469598103934665603ULL;          /* FNV-1a */
+    for (; *s; s++)
+        h = (h ^ (unsigned char)*s) * 1099511628211ULL;
+    return h;
+}
+
+static struct shard *shard_of(struct hub *h, const char *name, size_t *bucket)
+{
+    uint64_t x = hash_str(name);
+    *bucket = (size_t)((x >> 8) % BUCKETS_PER_SHARD);
+    return &h->shards[x % SHARDS];
+}
+
+static struct topic *topic_find(struct shard *sh, size_t b, const char *name)
+{
+    for (struct topic *t = sh->b[b]; t; t = t->next)
+        if (strcmp(t->name, name) == 0)
+            return t;
+    return NULL;
+}
+
+static void topic_name(char *out, bool user, const char *id)
+{
+    snprintf(out, TOPIC_MAX, "%c:%s", user ? 'u' : 'j', id);
+}
+
+static void subscribe(struct hub *h, struct stream *s)
+{
+    char name[TOPIC_MAX];
+    topic_name(name, s->user_stream, s->user_stream ? s->user_id : s->job_id);
+    size_t b;
+    struct shard *sh = shard_of(h, name, &b);
+    pthread_mutex_lock(&sh->lock);
+    struct topic *t = topic_find(sh, b, name);
+    if (!t) {
+        t = calloc(1, sizeof(*t));
+        if (!t)
+            abort();
+        snprintf(t->name, sizeof(t->name), "%s", name);
+        t->next = sh->b[b];
+        sh->b[b] = t;
+    }
+    s->tprev = NULL;
+    s->tnext = t->head;
+    if (t->head)
+        t->head->tprev = s;
+    t->head = s;
+    t->n++;
+    s->topic = t;
+    pthread_mutex_unlock(&sh->lock);
+}
+
+static void unsubscribe(struct hub *h, struct stream *s)
+{
+    char name[TOPIC_MAX];
+    topic_name(name, s->user_stream, s->user_stream ? s->user_id : s->job_id);
+    size_t b;
+    struct shard *sh = shard_of(h, name, &b);
+    pthread_mutex_lock(&sh->lock);
+    struct topic *t = s->topic;
+    if (t) {
+        if (s->tprev)
+            s->tprev->tnext = s->tnext;
+        else
+            t->head = s->tnext;
+        if (s->tnext)
+            s->tnext->tprev = s->tprev;
+        s->topic = NULL;
+        if (--t->n == 0) {
+            struct topic **pp = &sh->b[b];
+            while (*pp && *pp != t)
+                pp = &(*pp)->next;
+            if (*pp)
+                *pp = t->next;
+            free(t);
+        }
+    }
+    pthread_mutex_unlock(&sh->lock);
+}
+
+/* ------------------------------------------------------------ streams */
+
+static void stream_unref(struct stream *s)
+{
+    if (atomic_fetch_sub(&s->ref, 1) != 1)
+        return;
+    while (s->qlen) {
+        sse_frame_unref(s->q[s->qhead]);
+        s->qhead = (s->qhead + 1) % s->qcap;
+        s->qlen--;
+    }
+    free(s->q);
+    free(s->seen);
+    pthread_mutex_destroy(&s->lock);
+    atomic_fetch_sub(&s->hub->streams, 1);
+    free(s);
+}
+
+/* Caller holds s->lock. */
+static void wake(struct stream *s)
+{
+    if (s->suspended && !s->closed) {
+        s->suspended = false;
+        MHD_resume_connection(s->conn);
+    }
+}
+
+/* Append a frame (takes a reference).  Caller holds s->lock.  false on overflow. */
+static bool enqueue(struct stream *s, struct sse_frame *f)
+{
+    if ((long)s->qlen >= s->hub->max_queue) {
+        if (!s->overflow)
+            log_info("SSE client too slow: closing its stream", LOG_STR("job_id", s->job_id),
+                     LOG_INT("queued", s->qlen));
+        s->overflow = true;
+        return false;
+    }
+    if (s->qlen == s->qcap) {
+        size_t cap = s->qcap ? s->qcap * 2 : 4;
+        struct sse_frame **nq = malloc(cap * sizeof(*nq));
+        if (!nq)
+            abort();
+        for (size_t i = 0; i < s->qlen; i++)
+            nq[i] = s->q[(s->qhead + i) % s->qcap];
+        free(s->q);
+        s->q = nq;
+        s->qhead = 0;
+        s->qcap = cap;
+    }
+    s->q[(s->qhead + s->qlen) % s->qcap] = sse_frame_ref(f);
+    s->qlen++;
+    return true;
+}
+
+/* The last delivered id for frame's job, or NULL (user stream: job not tracked yet). */
+static long long *last_of(struct stream *s, const char *job_id, bool create, long long init)
+{
+    if (!s->user_stream)
+        return &s->last_seq;
+    for (size_t i = 0; i < s->nseen; i++)
+        if (strcmp(s->seen[i].job_id, job_id) == 0)
+            return &s->seen[i].seq;
+    if (!create)
+        return NULL;
+    if (!s->seen) {
+        s->seen = calloc(SEEN_MAX, sizeof(*s->seen));
+        if (!s->seen)
+            abort();
+    }
+    size_t slot = s->nseen < SEEN_MAX ? s->nseen++ : 0;   /* full: forget the oldest */
+    if (s->nseen == SEEN_MAX && slot == 0) {
+        memmove(&s->seen[0], &s->seen[1], (SEEN_MAX - 1) * sizeof(*s->seen));
+        slot = SEEN_MAX - 1;
+    }
+    snprintf(s->seen[slot].job_id, sizeof(s->seen[slot].job_id), "%s", job_id);
+    s->seen[slot].seq = init;
+    return &s->seen[slot].seq;
+}
+
+/* Deliver one event frame under the dedupe/gap rules.  Caller holds s->lock. */
+static void deliver(struct stream *s, struct sse_frame *f)
+{
+    if (s->closed || s->end_after_flush || s->overflow)
+        return;
+    if (s->replaying || s->need_replay) {
+        s->need_replay = true;     /* history has it: the replay will send it */
+        wake(s);
+        return;
+    }
+    long long *last = last_of(s, f->job_id, true, f->seq - 1);
+    if (f->seq <= *last)
+        return;                    /* duplicate */
+    if (f->seq > *last + 1) {
+        s->need_replay = true;     /* gap: catch up from history first */
+        wake(s);
+        return;
+    }
+    *last = f->seq;
+    if (enqueue(s, f) && f->final && !s->user_stream)
+        s->end_after_flush = true;
+    wake(s);
+}
+
+/* Re-read history after each tracked job's last id.  Reader thread, no lock held. */
+static void replay(struct stream *s)
+{
+    struct target {
+        char job_id[JOB_ID_MAX + 1];
+        long long after;
+    } *tg = NULL;
+    for (int round = 0; round < 8; round++) {
+        size_t n = 0;
+        pthread_mutex_lock(&s->lock);
+        if (!s->need_replay || s->closed) {
+            pthread_mutex_unlock(&s->lock);
+            break;
+        }
+        s->need_replay = false;
+        s->replaying = true;
+        size_t want = s->user_stream ? s->nseen : 1;
+        tg = realloc(tg, (want ? want : 1) * sizeof(*tg));
+        if (!tg)
+            abort();
+        if (s->user_stream) {
+            for (size_t i = 0; i < s->nseen; i++) {
+                memcpy(tg[n].job_id, s->seen[i].job_id, sizeof(tg[n].job_id));
+                tg[n++].after = s->seen[i].seq;
+            }
+        } else {
+            memcpy(tg[0].job_id, s->job_id, sizeof(tg[0].job_id));
+            tg[n++].after = s->last_seq;
+        }
+        pthread_mutex_unlock(&s->lock);
+
+        bool failed = false;
+        for (size_t i = 0; i < n && !failed; i++) {
+            struct job_event_list l = { 0 };
+            if (queue_events_since(jobs_queue(), tg[i].job_id, tg[i].after, &l) != 0) {
+                failed = true;
+                break;
+            }
+            /* History is in id order; anything past our last id is new (if the
+             * head was trimmed past it, we skip ahead rather than stall). */
+            pthread_mutex_lock(&s->lock);
+            long long *last = last_of(s, tg[i].job_id, false, 0);
+            for (size_t k = 0; last && k < l.n; k++) {
+                if (l.v[k].seq <= *last)
+                    continue;
+                struct sse_frame *f = sse_frame_from_event(&l.v[k]);
+                if (!f)
+                    abort();
+                *last = f->seq;
+                if (enqueue(s, f) && f->final && !s->user_stream)
+                    s->end_after_flush = true;
+                sse_frame_unref(f);
+            }
+            pthread_mutex_unlock(&s->lock);
+            job_event_list_done(&l);
+        }
+        pthread_mutex_lock(&s->lock);
+        s->replaying = false;
+        if (failed)
+            s->need_replay = true; /* Redis away: retry on the next wake (heartbeat) */
+        bool again = s->need_replay && !failed;
+        pthread_mutex_unlock(&s->lock);
+        if (!again)
+            break;
+    }
+    free(tg);
+}
+
+static ssize_t reader(void *cls, uint64_t pos, char *buf, size_t max)
+{
+    struct stream *s = cls;
+    (void)pos;
+    for (int pass = 0; pass < 2; pass++) {
+        pthread_mutex_lock(&s->lock);
+        bool need = s->need_replay && !s->replaying && !s->end_after_flush && !s->overflow;
+        pthread_mutex_unlock(&s->lock);
+        if (need)
+            replay(s);
+
+        pthread_mutex_lock(&s->lock);
+        if (s->overflow) {
+            pthread_mutex_unlock(&s->lock);
+            return MHD_CONTENT_READER_END_WITH_ERROR;
+        }
+        size_t n = 0;
+        while (s->qlen && n < max) {
+            struct sse_frame *f = s->q[s->qhead];
+            size_t left = f->len - s->qoff, take = left < max - n ? left : max - n;
+            memcpy(buf + n, f->text + s->qoff, take);
+            n += take;
+            s->qoff += take;
+            if (s->qoff == f->len) {
+                sse_frame_unref(f);
+                s->qhead = (s->qhead + 1) % s->qcap;
+                s->qlen--;
+                s->qoff = 0;
+            }
+        }
+        if (s->qlen == 0 && s->qcap > 16) {       /* give back a burst's queue */
+            free(s->q);
+            s->q = NULL;
+            s->qcap = s->qhead = 0;
+        }
+        if (n > 0) {
+            pthread_mutex_unlock(&s->lock);
+            return (ssize_t)n;
+        }
+        if (s->end_after_flush) {
+            pthread_mutex_unlock(&s->lock);
+            return MHD_CONTENT_READER_END_OF_STREAM;
+        }
+        if (s->need_replay && pass == 0) {
+            pthread_mutex_unlock(&s->lock);
+            continue;
+        }
+        s->suspended = true;
+        MHD_suspend_connection(s->conn);
+        pthread_mutex_unlock(&s->lock);
+        return 0;
+    }
+    return 0;
+}
+
+static void response_free(void *cls)
+{
+    stream_unref(cls);
+}
+
+static struct stream *open_stream(struct hub *h, struct MHD_Connection *c, bool user,
+                                  const char *job_id, const char *user_id, long long last_seq)
+{
+    if (atomic_load(&h->draining))
+        return NULL;
+    struct stream *s = calloc(1, sizeof(*s));
+    if (!s)
+        return NULL;
+    atomic_init(&s->ref, 2);      /* response + request */
+    s->hub = h;
+    s->conn = c;
+    s->user_stream = user;
+    snprintf(s->user_id, sizeof(s->user_id), "%s", user_id);
+    if (job_id)
+        snprintf(s->job_id, sizeof(s->job_id), "%s", job_id);
+    s->last_seq = last_seq;
+    s->need_replay = !user;       /* a job stream starts with its history */
+    pthread_mutex_init(&s->lock, NULL);
+    atomic_fetch_add(&h->streams, 1);
+
+    char retry[48], iso[CLOCK_ISO_LEN], data[1800], idj[6 * JOB_ID_MAX + 8], idu[6 * JOB_USER_MAX + 8];
+    snprintf(retry, sizeof(retry), "retry: %lld\n\n", h->gw->cfg->sse_retry_ms);
+    clock_iso8601(clock_now_ms(), iso);
+    if (user) {
+        jsonx_escape(user_id, idu, sizeof(idu));
+        snprintf(data, sizeof(data), "{\"userId\":%s,\"message\":\"Connected to your job updates\",\"timestamp\":\"%s\"}",
+                 idu, iso);
+    } else {
+        jsonx_escape(job_id, idj, sizeof(idj));
+        snprintf(data, sizeof(data), "{\"jobId\":%s,\"message\":\"Connected to job updates\",\"timestamp\":\"%s\"}",
+                 idj, iso);
+    }
+    struct sse_frame *f1 = sse_frame_raw(retry);
+    struct sse_frame *f2 = sse_frame_event("connected", data, strlen(data), 0, NULL);
+    if (!f1 || !f2)
+        abort();
+    pthread_mutex_lock(&s->lock);
+    enqueue(s, f1);
+    enqueue(s, f2);
+    pthread_mutex_unlock(&s->lock);
+    sse_frame_unref(f1);
+    sse_frame_unref(f2);
+    subscribe(h, s);              /* live frames now race the replay: deliver() handles it */
+    return s;
+}
+
+struct stream *hub_open_job(struct hub *h, struct MHD_Connection *c, const char *job_id,
+                            const char *user_id, long long last_seq)
+{
+    return open_stream(h, c, false, job_id, user_id, last_seq);
+}
+
+struct stream *hub_open_user(struct hub *h, struct MHD_Connection *c, const char *user_id)
+{
+    return open_stream(h, c, true, NULL, user_id, 0);
+}
+
+struct MHD_Response *stream_response(struct stream *s)
+{
+    struct MHD_Response *r = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, READER_BLOCK,
+                                                               reader, s, response_free);
+    if (!r)
+        return NULL;
+    MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, "text/event-stream; charset=utf-8");
+    MHD_add_response_header(r, MHD_HTTP_HEADER_CACHE_CONTROL, "no-cache");
+    MHD_add_response_header(r, "X-Accel-Buffering", "no");
+    return r;
+}
+
+void stream_closed(void *p)
+{
+    struct stream *s = p;
+    if (!s)
+        return;
+    pthread_mutex_lock(&s->lock);
+    s->closed = true;
+    pthread_mutex_unlock(&s->lock);
+    unsubscribe(s->hub, s);
+    stream_unref(s);
+}
+
+/* ------------------------------------------------------------ fan-out */
+
+static void publish_topic(struct hub *h, const char *name, struct sse_frame *f)
+{
+    size_t b;
+    struct shard *sh = shard_of(h, name, &b);
+    pthread_mutex_lock(&sh->lock);
+    struct topic *t = topic_find(sh, b, name);
+    for (struct stream *s = t ? t->head : NULL; s; s = s->tnext) {
+        pthread_mutex_lock(&s->lock);
+        deliver(s, f);
+        pthread_mutex_unlock(&s->lock);
+    }
+    pthread_mutex_unlock(&sh->lock);
+}
+
+void hub_publish(struct hub *h, const struct job_event *e)
+{
+    struct sse_frame *f = sse_frame_from_event(e);
+    if (!f)
+        return;
+    char name[TOPIC_MAX];
+    topic_name(name, false, e->job_id);
+    publish_topic(h, name, f);
+    topic_name(name, true, e->user_id);
+    publish_topic(h, name, f);
+    sse_frame_unref(f);
+}
+
+/* Run fn on every stream (shard lock held, stream lock held). */
+static void for_each_stream(struct hub *h, void (*fn)(struct stream *s, struct topic *t, void *ud), void *ud)
+{
+    for (size_t i = 0; i < SHARDS; i++) {
+        struct shard *sh = &h->shards[i];
+        pthread_mutex_lock(&sh->lock);
+        for (size_t b = 0; b < BUCKETS_PER_SHARD; b++)
+            for (struct topic *t = sh->b[b]; t; t = t->next)
+                for (struct stream *s = t->head; s; s = s->tnext) {
+                    pthread_mutex_lock(&s->lock);
+                    fn(s, t, ud);
+                    pthread_mutex_unlock(&s->lock);
+                }
+        pthread_mutex_unlock(&sh->lock);
+    }
+}
+
+static void gap_one(struct stream *s, struct topic *t, void *ud)
+{
+    (void)t;
+    (void)ud;
+    if (s->closed || s->end_after_flush)
+        return;
+    s->need_replay = true;
+    wake(s);
+}
+
+void hub_gap(struct hub *h)
+{
+    for_each_stream(h, gap_one, NULL);
+}
+
+static void drain_one(struct stream *s, struct topic *t, void *ud)
+{
+    struct sse_frame *f = ud;
+    (void)t;
+    if (s->closed)
+        return;
+    if (!s->end_after_flush && !s->overflow)
+        enqueue(s, f);
+    s->end_after_flush = true;
+    wake(s);
+}
+
+void hub_drain(struct hub *h)
+{
+    atomic_store(&h->draining, true);
+    char text[64];
+    snprintf(text, sizeof(text), ": server restarting, reconnect\nretry: %lld\n\n", h->gw->cfg->sse_retry_ms);
+    struct sse_frame *f = sse_frame_raw(text);
+    if (!f)
+        return;
+    for_each_stream(h, drain_one, f);
+    sse_frame_unref(f);
+}
+
+/* ------------------------------------------------------------ heartbeats */
+
+struct hb_ctx {
+    struct topic *last_topic;
+    struct sse_frame *frame;
+    char iso[CLOCK_ISO_LEN];
+};
+
+static void heartbeat_one(struct stream *s, struct topic *t, void *ud)
+{
+    struct hb_ctx *c = ud;
+    if (t != c->last_topic) {      /* one shared frame per topic */
+        sse_frame_unref(c->frame);
+        char data[1800], id[6 * JOB_USER_MAX + 8];
+        jsonx_escape(t->name + 2, id, sizeof(id));
+        if (t->name[0] == 'j')
+            snprintf(data, sizeof(data), "{\"jobId\":%s,\"connections\":%zu,\"timestamp\":\"%s\"}", id, t->n, c->iso);
+        else
+            snprintf(data, sizeof(data), "{\"jobId\":null,\"userId\":%s,\"connections\":%zu,\"timestamp\":\"%s\"}",
+                     id, t->n, c->iso);
+        c->frame = sse_frame_event("heartbeat", data, strlen(data), 0, NULL);
+        c->last_topic = t;
+    }
+    if (s->closed || s->end_after_flush || !c->frame)
+        return;
+    if (s->qlen == 0)              /* a busy stream needs no heartbeat */
+        enqueue(s, c->frame);
+    wake(s);                       /* also retries a replay that Redis refused */
+}
+
+static void *heartbeat_main(void *arg)
+{
+    struct hub *h = arg;
+    long every = (long)h->gw->cfg->sse_heartbeat_ms;
+    pthread_mutex_lock(&h->hb_lock);
+    while (!h->hb_stop) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_sec += every / 1000;
+        ts.tv_nsec += (every % 1000) * 1000000L;
+        if (ts.tv_nsec >= 1000000000L) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000L;
+        }
+        pthread_cond_timedwait(&h->hb_cv, &h->hb_lock, &ts);
+        if (h->hb_stop)
+            break;
+        pthread_mutex_unlock(&h->hb_lock);
+        struct hb_ctx c = { 0 };
+        clock_iso8601(clock_now_ms(), c.iso);
+        for_each_stream(h, heartbeat_one, &c);
+        sse_frame_unref(c.frame);
+        pthread_mutex_lock(&h->hb_lock);
+    }
+    pthread_mutex_unlock(&h->hb_lock);
+    return NULL;
+}
+
+/* ------------------------------------------------------------ lifecycle, stats */
+
+struct hub *hub_new(struct gw *gw)
+{
+    struct hub *h = calloc(1, sizeof(*h));
+    if (!h)
+        return NULL;
+    h->gw = gw;
+    h->max_queue = (long)gw->cfg->sse_max_queue;
+    for (size_t i = 0; i < SHARDS; i++)
+        pthread_mutex_init(&h->shards[i].lock, NULL);
+    pthread_mutex_init(&h->hb_lock, NULL);
+    pthread_cond_init(&h->hb_cv, NULL);
+    if (pthread_create(&h->hb_thread, NULL, heartbeat_main, h) != 0) {
+        free(h);
+        return NULL;
+    }
+    return h;
+}
+
+void hub_free(struct hub *h)
+{
+    if (!h)
+        return;
+    pthread_mutex_lock(&h->hb_lock);
+    h->hb_stop = true;
+    pthread_cond_signal(&h->hb_cv);
+    pthread_mutex_unlock(&h->hb_lock);
+    pthread_join(h->hb_thread, NULL);
+    for (size_t i = 0; i < SHARDS; i++) {
+        for (size_t b = 0; b < BUCKETS_PER_SHARD; b++)
+            while (h->shards[i].b[b]) {
+                struct topic *t = h->shards[i].b[b];
+                h->shards[i].b[b] = t->next;
+                free(t);
+            }
+        pthread_mutex_destroy(&h->shards[i].lock);
+    }
+    pthread_mutex_destroy(&h->hb_lock);
+    pthread_cond_destroy(&h->hb_cv);
+    free(h);
+}
+
+long hub_stream_count(struct hub *h)
+{
+    return atomic_load(&h->streams);
+}
+
+struct json_object *hub_stats_json(struct hub *h)
+{
+    struct json_object *o = json_object_new_object(), *list = json_object_new_array();
+    long jobs = 0;
+    for (size_t i = 0; i < SHARDS; i++) {
+        struct shard *sh = &h->shards[i];
+        pthread_mutex_lock(&sh->lock);
+        for (size_t b = 0; b < BUCKETS_PER_SHARD; b++)
+            for (struct topic *t = sh->b[b]; t; t = t->next) {
+                if (t->name[0] != 'j')
+                    continue;
+                jobs++;
+                if (json_object_array_length(list) < STATS_LIST_MAX) {
+                    struct json_object *e = json_object_new_object();
+                    json_object_object_add(e, "jobId", json_object_new_string(t->name + 2));
+                    json_object_object_add(e, "subscribers", json_object_new_int64((int64_t)t->n));
+                    json_object_array_add(list, e);
+                }
+            }
+        pthread_mutex_unlock(&sh->lock);
+    }
+    json_object_object_add(o, "totalConnections", json_object_new_int64(atomic_load(&h->streams)));
+    json_object_object_add(o, "activeJobs", json_object_new_int64(jobs));
+    json_object_object_add(o, "jobsWithSubscribers", list);
+    return o;
+}
