@@ -686,12 +686,12 @@ out:
 
 int queue_wait(struct queue *q, int timeout_ms)
 {
-    const char *argv[] = { K_WAITING, K_DELAYED, K_ACTIVE };
+    const char *argv[] = { K_WAITING, K_DELAYED, K_ACTIVE, K_NOTIFY };
     redisReply *rep = NULL;
     long long due, wait = timeout_ms;
     bool due_wake = false;
     char secs[32];
-    int r = run(q, S_DUE, 3, 0, argv, &rep);
+    int r = run(q, S_DUE, 4, 0, argv, &rep);
 
     if (r < 0)
         return r;

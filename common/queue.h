@@ -162,10 +162,12 @@ int queue_claim(struct queue *q, int n, unsigned flags, struct queue_job *out);
 
 /*
  * Block until work may be available or timeout_ms passes.  Returns 1 at once
- * if jobs wait or a delayed job / expired lease is due; otherwise waits on
- * the notify list (BLPOP: enqueues and releases push a wake-up token) no
- * longer than until the next delayed job or lease falls due.  1 wake-up
- * (claim now), 0 timed out, -EIO...  Wake-ups may be spurious.
+ * if jobs wait or a delayed job / expired lease is due; otherwise drops the
+ * stale wake-up tokens and waits on the notify list (BLPOP: enqueues and
+ * releases push a token) no longer than until the next delayed job or lease
+ * falls due.  1 wake-up (claim now), 0 timed out, -EIO...  A wake-up may
+ * find nothing to claim (another worker was faster).  Sets the borrowed
+ * redisx's command timeout for the BLPOP and restores the default after.
  */
 int queue_wait(struct queue *q, int timeout_ms);
 
