@@ -401,10 +401,9 @@ START_TEST(event_records_encode_and_decode_defensively)
     char longid[JOB_ID_MAX + 40];
     memset(longid, 'a', sizeof(longid) - 1);
     longid[sizeof(longid) - 1] = '\0';
-    char *big = malloc(strlen(longid) + 200);
-    sprintf(big, "{\"seq\":1,\"event\":\"active\",\"jobId\":\"%s\",\"userId\":\"b\",\"data\":{}}", longid);
+    char big[JOB_ID_MAX + 300];
+    snprintf(big, sizeof(big), "{\"seq\":1,\"event\":\"active\",\"jobId\":\"%s\",\"userId\":\"b\",\"data\":{}}", longid);
     ck_assert_int_eq(job_event_decode(big, strlen(big), &d), -EINVAL);
-    free(big);
     ck_assert_int_eq(job_event_decode("{}", JOB_EVENT_MAX_BYTES + 1ul, &d), -EMSGSIZE);
 
     /* Params: canonical encoding, and the hash covers every parameter. */
