@@ -17,7 +17,9 @@
 #define NOW 1700000000
 
 static const struct jwt_verify_opts opts = { .now_s = NOW, .leeway_s = 30, .require_exp = false };
-static const struct jwt_verify_opts opts_exp = { .now_s = NOW, .leeway_s = 30, .require_exp = true };
+static const struct jwt_verify_opts opts_exp = {
+    .now_s = NOW, .leeway_s = 30, .require_exp = true,
+};
 
 static char tok[JWT_MAX_LEN * 2];
 

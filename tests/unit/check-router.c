@@ -30,13 +30,15 @@ static void add_contract(struct router *r)
     ck_assert_int_eq(router_add(r, "GET", "/api/events", h_8, 0), 0);
     ck_assert_int_eq(router_add(r, "GET", "/api/sse/stats", h_9, ROUTE_ADMIN), 0);
     ck_assert_int_eq(router_add(r, "GET", "/api/profile/:userId", h_10, 0), 0);
-    ck_assert_int_eq(router_add(r, "POST", "/api/profile/:userId/invalidate", h_11, ROUTE_ADMIN), 0);
+    ck_assert_int_eq(router_add(r, "POST", "/api/profile/:userId/invalidate", h_11,
+                                ROUTE_ADMIN), 0);
     ck_assert_int_eq(router_add(r, "GET", "/api/metrics/alerts", h_12, ROUTE_ADMIN), 0);
     ck_assert_int_eq(router_add(r, "GET", "/metrics", h_13, ROUTE_ADMIN), 0);
     ck_assert_int_eq(router_add(r, "GET", "/api/queue/stats", h_14, ROUTE_ADMIN), 0);
     ck_assert_int_eq(router_add(r, "GET", "/api/redis/health", h_15, ROUTE_ADMIN), 0);
     ck_assert_int_eq(router_add(r, "GET", "/api/circuit-breakers/status", h_16, ROUTE_ADMIN), 0);
-    ck_assert_int_eq(router_add(r, "POST", "/api/circuit-breakers/reset/:name", h_17, ROUTE_ADMIN), 0);
+    ck_assert_int_eq(router_add(r, "POST", "/api/circuit-breakers/reset/:name", h_17,
+                                ROUTE_ADMIN), 0);
     ck_assert_int_eq(router_add(r, "GET", "/api/admin/budget/status", h_18, ROUTE_ADMIN), 0);
     ck_assert_int_eq(router_add(r, "POST", "/api/admin/budget/kill-switch", h_19, ROUTE_ADMIN), 0);
     ck_assert_int_eq(router_add(r, "POST", "/api/admin/budget/set-limit", h_20, ROUTE_ADMIN), 0);
