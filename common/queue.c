@@ -729,16 +729,21 @@ int queue_wait(struct queue *q, int timeout_ms)
 int queue_renew(struct queue *q, const struct queue_lease_ref *v, size_t n, bool *ret_held)
 {
     const char *argv[1 + 4 * RENEW_BATCH + 2];
-    char keys[2 * RENEW_BATCH][KEY_MAX];
+    char (*keys)[KEY_MAX] = NULL;
     struct nums ns = { 0 };
     size_t held = 0;
+    int r = 0;
 
     if (n && (!v || !ret_held))
         return -EINVAL;
+    if (n) {
+        keys = malloc(2 * RENEW_BATCH * sizeof(*keys));   /* 80 KB: not on a worker's stack */
+        if (!keys)
+            return -ENOMEM;
+    }
     for (size_t at = 0; at < n; at += RENEW_BATCH) {
         size_t m = n - at < RENEW_BATCH ? n - at : RENEW_BATCH, k = 0;
         redisReply *rep = NULL;
-        int r;
 
         argv[k++] = K_ACTIVE;
         for (size_t i = 0; i < m; i++) {
@@ -756,10 +761,11 @@ int queue_renew(struct queue *q, const struct queue_lease_ref *v, size_t n, bool
         }
         r = run(q, S_RENEW, (int)(1 + 2 * m), (int)(2 + 2 * m), argv, &rep);
         if (r < 0)
-            return r;
+            goto out;
         if (rep->type != REDIS_REPLY_ARRAY || rep->elements != m) {
             freeReplyObject(rep);
-            return -EPROTO;
+            r = -EPROTO;
+            goto out;
         }
         for (size_t i = 0; i < m; i++) {
             long long x = 0;
@@ -769,7 +775,10 @@ int queue_renew(struct queue *q, const struct queue_lease_ref *v, size_t n, bool
         }
         freeReplyObject(rep);
     }
-    return (int)held;
+    r = (int)held;
+out:
+    free(keys);
+    return r;
 }
 
 int queue_progress(struct queue *q, const char *id, const char *token, int pct)
