@@ -216,6 +216,16 @@
       append(times, el('span', { title: 'receive time minus event time (clocks may differ)' },
         ' (' + (lag >= 0 ? '+' : '') + lag + ' ms)'));
     }
+    var tl = $('timeline');
+    var prev = tl.lastElementChild;
+    if (name === 'heartbeat' && prev && prev.getAttribute('data-event') === 'heartbeat') {
+      /* consecutive heartbeats share one entry, updated in place (not re-announced) */
+      var n = Number(prev.getAttribute('data-count') || 1) + 1;
+      prev.setAttribute('data-count', String(n));
+      prev.querySelector('.ev-detail').textContent = describe(name, d) + ' (×' + n + ')';
+      prev.replaceChild(times, prev.querySelector('.ev-times'));
+      return;
+    }
     var li = el('li', { 'data-testid': 'timeline-entry', 'data-event': name, 'data-id': id },
       el('div', { class: 'ev-head' },
         el('span', { class: 'ev-name' }, name),

@@ -10,13 +10,17 @@
  * /api/metrics/alerts, breaker reset and the budget kill-switch.  Markers in
  * a job's `content` pick a scenario:
  *   [fail]      active, retrying, active, failed
- *   [drop]      the first stream connection is destroyed after event #2 and the
- *               reconnect deliberately replays from #1 (client must de-duplicate)
+ *   [drop]      the first stream connection ends after event #2 (as when an
+ *               instance restarts) and the reconnect deliberately replays from
+ *               #1 (the client must de-duplicate)
  *   [close]     the first connection ends after #2, the browser's reconnect gets
  *               503 (EventSource gives up: CLOSED); the page must re-open with
  *               &lastEventId=2
+ *   [heartbeat] three heartbeats right after `connected`
  *   [ratelimit] the POST gets 429 USER_AI_RATE_LIMIT_EXCEEDED with Retry-After
  *   [hold]      the job's events are not produced until release(jobId)
+ * GET /api/events?access_token=<JWT> (the user stream) replays the events of
+ * all the user's jobs, then sends a heartbeat, then live events.
  * Every request is recorded in `log` for the tests to inspect.
  *
  * Run standalone for manual development:  node mock-gateway.mjs [port]
@@ -45,6 +49,7 @@ export async function startMockGateway({
   const jobs = new Map();
   const cache = new Map();
   const sockets = new Set();
+  const userStreams = new Set();   /* { userId, send } of /api/events connections */
   const ops = {
     breakers: {
       openai: { name: 'openai', state: 'OPEN', failures: 5, successes: 0, failureThreshold: 5, successThreshold: 3,
@@ -118,6 +123,7 @@ export async function startMockGateway({
     if (name === 'completed') { job.status = 'completed'; job.completedAt = Date.now(); }
     if (name === 'failed') { job.status = 'failed'; job.failedAt = Date.now(); job.error = data.error; job.errorCode = data.code; }
     for (const l of job.listeners) l(ev);
+    for (const u of userStreams) if (u.userId === job.userId) u.send(ev);
   }
 
   function run(job) {
@@ -152,6 +158,9 @@ export async function startMockGateway({
     res.writeHead(200, { 'Content-Type': 'text/event-stream', 'Cache-Control': 'no-cache', 'X-Accel-Buffering': 'no' });
     res.write('retry: 300\n\n');
     res.write(`event: connected\ndata: ${JSON.stringify({ jobId: job.id, message: 'Connected to job updates', timestamp: iso() })}\n\n`);
+    if (job.params.content.includes('[heartbeat]') && conn === 1) {
+      for (let i = 1; i <= 3; i++) res.write(`event: heartbeat\ndata: ${JSON.stringify({ jobId: job.id, connections: i, timestamp: iso() })}\n\n`);
+    }
     let after = last ? Number(last) : 0;
     if (mode === 'drop' && conn === 2 && after > 0) after -= 1;   /* replay one event twice on purpose */
     let closed = false;
@@ -160,8 +169,7 @@ export async function startMockGateway({
       if (conn === 1 && ev.id === '2' && (mode === 'drop' || mode === 'close')) {
         closed = true;
         job.listeners.delete(send);
-        if (mode === 'drop') res.write(frame(ev), () => res.destroy());   /* after #2 reached the socket */
-        else res.end(frame(ev));
+        res.end(frame(ev));   /* (destroying the socket instead races Chromium's delivery of #2) */
         return;
       }
       res.write(frame(ev));
@@ -173,6 +181,22 @@ export async function startMockGateway({
       job.listeners.add(send);
       req.on('close', () => { closed = true; job.listeners.delete(send); });
     }
+  }
+
+  /* GET /api/events?access_token=<JWT>: all of the caller's jobs on one stream */
+  function userStream(req, res, url) {
+    const t = url.searchParams.get('access_token') || '';
+    let userId = null;
+    try { userId = JSON.parse(Buffer.from(t.split('.')[1], 'base64url').toString()).sub || null; } catch { userId = null; }
+    if (!userId) return err(res, 401, 'UNAUTHORIZED', 'Invalid or expired token');
+    res.writeHead(200, { 'Content-Type': 'text/event-stream', 'Cache-Control': 'no-cache', 'X-Accel-Buffering': 'no' });
+    res.write('retry: 300\n\n');
+    res.write(`event: connected\ndata: ${JSON.stringify({ message: 'Connected to your job updates', timestamp: iso() })}\n\n`);
+    const u = { userId, send: (ev) => res.write(frame(ev)) };
+    for (const job of jobs.values()) if (job.userId === userId) job.events.forEach(u.send);
+    res.write(`event: heartbeat\ndata: ${JSON.stringify({ connections: userStreams.size + 1, timestamp: iso() })}\n\n`);
+    userStreams.add(u);
+    req.on('close', () => userStreams.delete(u));
   }
 
   function enqueue(req, res, body, type) {
@@ -262,6 +286,7 @@ export async function startMockGateway({
     if (req.method === 'POST' && p === '/api/ai/generate-lesson') return enqueue(req, res, body, 'generate-lesson');
     if (req.method === 'GET' && (m = /^\/api\/job-status\/([^/]+)$/.exec(p))) return jobStatus(req, res, decodeURIComponent(m[1]));
     if (req.method === 'GET' && p === '/api/job-events') return stream(req, res, url);
+    if (req.method === 'GET' && p === '/api/events') return userStream(req, res, url);
     if (p === '/api/metrics/alerts' || p.startsWith('/api/circuit-breakers/') || p.startsWith('/api/admin/')) {
       if (!isAdmin(req)) return err(res, 403, 'MONITORING_ACCESS_DENIED', 'Access denied: admin token or allowed address required');
       if (req.method === 'GET' && p === '/api/metrics/alerts') return alerts(res);

@@ -84,7 +84,7 @@ test('demo: the same request again is answered from cache; cards flip with the k
   await assertNoInjection(page);
 });
 
-test('demo: resumes after a dropped connection by Last-Event-ID, without duplicates', async ({ page }) => {
+test('demo: resumes after the connection ends, by Last-Event-ID, without duplicates', async ({ page }) => {
   await demo(page);
   await fillForm(page, { content: 'Drop test [drop]. Water boils at one hundred degrees.', subject: 'Physics', topic: 'Heat' });
   await page.click('[data-testid=submit]');
@@ -113,6 +113,16 @@ test('demo: re-opens a stream the browser gave up on, with &lastEventId', async 
   const tl = await timeline(page);
   assertEqual(ids(tl), ['1', '2', '3', '4'], 'each event once');
   assertEqual(await page.getAttribute('[data-testid=status]', 'data-state'), 'completed', 'status');
+});
+
+test('demo: consecutive heartbeats share one timeline entry', async ({ page }) => {
+  await demo(page);
+  await fillForm(page, { content: 'Heartbeat test [heartbeat]. Hearts beat.', subject: 'Biology', topic: 'Heart' });
+  await page.click('[data-testid=submit]');
+  await finished(page, 'completed');
+  const tl = await timeline(page);
+  assertEqual(tl.map((e) => e.event), ['connected', 'heartbeat', 'active', 'progress', 'progress', 'completed'], 'event order');
+  assert(tl[1].text.includes('3 connection(s) (×3)'), `one entry counting three heartbeats (${tl[1].text})`);
 });
 
 test('demo: a failed job shows its retry and the error with its code', async ({ page }) => {
@@ -186,6 +196,29 @@ test('demo: a pasted JWT is sent as a Bearer token instead of user-id', async ({
   assertEqual(JSON.parse(post.body).userId, undefined, 'no body userId with a JWT');
   const status = mock.log.slice(before).filter((r) => r.path.startsWith('/api/job-status/'));
   assert(status.every((r) => r.headers.authorization === `Bearer ${token}`), 'status requests carry the token too');
+});
+
+test('demo: with a JWT the page can follow the job on the user stream', async ({ page }) => {
+  await demo(page);
+  const b64 = (o) => Buffer.from(JSON.stringify(o)).toString('base64url');
+  const token = `${b64({ alg: 'HS256', typ: 'JWT' })}.${b64({ sub: 'stream-user', exp: Math.floor(Date.now() / 1000) + 3600 })}.c2ln`;
+  /* an earlier job of the same user: its events on the user stream must not show up */
+  await fillForm(page, { content: 'Other job. Moons orbit planets.', subject: 'Space', topic: 'Moons', jwt: token });
+  await page.click('[data-testid=submit]');
+  await finished(page, 'completed');
+  await page.check('[data-testid=use-user-stream]');
+  await page.fill('[data-testid=content]', 'User stream job. Comets have tails.');
+  const before = mock.log.length;
+  await page.click('[data-testid=submit]');
+  await finished(page, 'completed');
+  const streams = mock.log.slice(before).filter((r) => r.path === '/api/events');
+  assertEqual(streams.length, 1, 'one user stream opened');
+  assertEqual(streams[0].query.access_token, token, 'the JWT is sent as access_token');
+  assert(mock.log.slice(before).every((r) => r.path !== '/api/job-events'), 'no per-job stream');
+  const tl = await timeline(page);
+  assertEqual(ids(tl), ['1', '2', '3', '4'], 'only the new job\'s events, once each');
+  assertEqual(tl.filter((e) => e.event === 'completed').length, 1, 'one completed');
+  assert((await page.$$('[data-testid=card]')).length > 0, 'cards');
 });
 
 test('demo: usable at a phone width', async ({ page }) => {
