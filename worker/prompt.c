@@ -103,7 +103,7 @@ static void put_user(FILE *f, const struct job_params *p)
     fputs(or_empty(p->subject), f);
     fputs("\nTopic: ", f);
     fputs(or_empty(p->topic), f);
-    if (p->type == JOB_LESSON && p->source_file_name && *p->source_file_name) {
+    if (p->type == JOB_TYPE_LESSON && p->source_file_name && *p->source_file_name) {
         fputs("\nSource file: ", f);
         fputs(p->source_file_name, f);
     }
@@ -123,7 +123,7 @@ static int build_messages(const struct job_params *p, char **ret_sys, char **ret
     f = open_memstream(&sys, &n);
     if (!f)
         return -1;
-    if (p->type == JOB_LESSON)
+    if (p->type == JOB_TYPE_LESSON)
         put_system_lesson(f, p);
     else
         put_system_flashcards(f, p);

@@ -17,13 +17,11 @@
 
 #include <stddef.h>
 
-enum job_type { JOB_FLASHCARDS = 1, JOB_LESSON = 2 };
+#include "common/job.h"
 
-struct job_params {               /* borrowed strings, validated by the gateway */
-    enum job_type type;
-    const char *content, *subject, *topic, *native_language, *target_language;
-    const char *source_file_name; /* lesson only, may be NULL */
-};
+/* enum job_type and struct job_params (the job's request) come from
+ * common/job.h: the gateway, the queue and the providers share one definition.
+ * Providers only read the params; NULL members are treated as "". */
 
 enum outcome_kind {
     OUTCOME_OK = 0,

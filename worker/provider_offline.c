@@ -860,7 +860,7 @@ void offline_generate(const struct job_params *p, struct outcome *out)
     if (A.nwords == 0 || A.nterms == 0) {
         outcome_fail(out, OUTCOME_PERMANENT, "EMPTY_CONTENT",
                      "The content has no words to make %s from.",
-                     p->type == JOB_LESSON ? "a lesson" : "flashcards");
+                     p->type == JOB_TYPE_LESSON ? "a lesson" : "flashcards");
         goto out;
     }
     n = choose_terms(&A, chosen);
@@ -871,10 +871,10 @@ void offline_generate(const struct job_params *p, struct outcome *out)
             npicks++;                   /* partly filled: freed below */
             goto oom;
         }
-    items = p->type == JOB_LESSON ? build_lesson(&A, p, picks, n) : build_cards(p, picks, n);
+    items = p->type == JOB_TYPE_LESSON ? build_lesson(&A, p, picks, n) : build_cards(p, picks, n);
     if (!items)
         goto oom;
-    outcome_set_result(out, result_new(p->type == JOB_LESSON ? "lessons" : "flashcards", items, 0,
+    outcome_set_result(out, result_new(p->type == JOB_TYPE_LESSON ? "lessons" : "flashcards", items, 0,
                                        OFFLINE_PROVIDER, OFFLINE_MODEL));
     goto out;
 oom:

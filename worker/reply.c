@@ -394,7 +394,7 @@ static bool is_candidate(struct json_object *v, enum job_type type)
                json_object_is_type(json_object_array_get_idx(v, 0), json_type_object);
     if (!json_object_is_type(v, json_type_object))
         return false;
-    if (type == JOB_LESSON)
+    if (type == JOB_TYPE_LESSON)
         return member(v, "lessons", json_type_array) || member(v, "lesson", json_type_object) ||
                member(v, "vocabulary", json_type_array) || member(v, "conversation", json_type_array);
     return member(v, "flashcards", json_type_array) || member(v, "cards", json_type_array);
@@ -655,13 +655,13 @@ static void classify_body(const struct job_params *p, const char *provider_name,
         else if (saw_json)
             outcome_fail(out, OUTCOME_PERMANENT, "REPLY_MISSING_FIELDS",
                          "The model's answer had no \"%s\" list.",
-                         p->type == JOB_LESSON ? "lessons" : "flashcards");
+                         p->type == JOB_TYPE_LESSON ? "lessons" : "flashcards");
         else if (!nonblank(content))
             outcome_fail(out, OUTCOME_PERMANENT, "REPLY_MISSING_FIELDS", "The model's answer was empty.");
         else
             outcome_fail(out, OUTCOME_PERMANENT, "REPLY_CONTENT_NOT_JSON",
                          "The model's answer did not contain the requested JSON %s.",
-                         p->type == JOB_LESSON ? "lessons" : "flashcards");
+                         p->type == JOB_TYPE_LESSON ? "lessons" : "flashcards");
         goto out;
     }
 
@@ -669,7 +669,7 @@ static void classify_body(const struct job_params *p, const char *provider_name,
     if (!arr) {
         r = -ENOMEM;
     } else {
-        r = p->type == JOB_LESSON ? build_lessons(p, answer, arr) : build_cards(p, answer, arr);
+        r = p->type == JOB_TYPE_LESSON ? build_lessons(p, answer, arr) : build_cards(p, answer, arr);
     }
     if (r < 0) {
         outcome_fail(out, OUTCOME_TRANSIENT, "OUT_OF_MEMORY",
@@ -679,13 +679,13 @@ static void classify_body(const struct job_params *p, const char *provider_name,
     if (json_object_array_length(arr) == 0) {
         outcome_fail(out, OUTCOME_PERMANENT, "REPLY_MISSING_FIELDS",
                      "The model's answer had no usable %s (required fields missing).",
-                     p->type == JOB_LESSON ? "lessons" : "flashcards");
+                     p->type == JOB_TYPE_LESSON ? "lessons" : "flashcards");
         goto out;
     }
     reply_model = member_str(env, "model");
     if (!nonblank(reply_model))
         reply_model = nonblank(model) ? model : "unknown";
-    outcome_set_result(out, result_new(p->type == JOB_LESSON ? "lessons" : "flashcards", arr, total,
+    outcome_set_result(out, result_new(p->type == JOB_TYPE_LESSON ? "lessons" : "flashcards", arr, total,
                                        nonblank(provider_name) ? provider_name : "openai", reply_model));
     arr = NULL;                         /* owned by the result now */
 out:

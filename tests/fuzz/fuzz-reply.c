@@ -20,10 +20,10 @@
 #include "worker/provider.h"
 
 static const struct job_params cards_job = {
-    JOB_FLASHCARDS, "Plants make food from light.", "Biology", "Photosynthesis", "Spanish", "English", NULL
+    JOB_TYPE_FLASHCARDS, "Plants make food from light.", "Biology", "Photosynthesis", "Spanish", "English", NULL
 };
 static const struct job_params lesson_job = {
-    JOB_LESSON, "Hola. Buenos días.", "Spanish", "Greetings", "English", "Spanish", "greetings.pdf"
+    JOB_TYPE_LESSON, "Hola. Buenos días.", "Spanish", "Greetings", "English", "Spanish", "greetings.pdf"
 };
 
 static struct json_object *parse_strict(const char *s)
@@ -53,8 +53,8 @@ static void check_text(const char *s)
 static void check_result(const struct job_params *p, const struct outcome *o)
 {
     struct json_object *r, *v, *items;
-    const char *key = p->type == JOB_LESSON ? "lessons" : "flashcards";
-    const char *other = p->type == JOB_LESSON ? "flashcards" : "lessons";
+    const char *key = p->type == JOB_TYPE_LESSON ? "lessons" : "flashcards";
+    const char *other = p->type == JOB_TYPE_LESSON ? "flashcards" : "lessons";
     size_t n;
 
     FUZZ_CHECK(o->result_json != NULL);
@@ -65,10 +65,10 @@ static void check_result(const struct job_params *p, const struct outcome *o)
     FUZZ_CHECK(json_object_object_get_ex(r, key, &items) && json_object_is_type(items, json_type_array));
     FUZZ_CHECK(!json_object_object_get_ex(r, other, NULL));
     n = json_object_array_length(items);
-    FUZZ_CHECK(n >= 1 && n <= (p->type == JOB_LESSON ? RESULT_MAX_LESSONS : RESULT_MAX_CARDS));
+    FUZZ_CHECK(n >= 1 && n <= (p->type == JOB_TYPE_LESSON ? RESULT_MAX_LESSONS : RESULT_MAX_CARDS));
     FUZZ_CHECK(json_object_object_get_ex(r, "tokenUsage", &v) && json_object_get_int64(v) >= 0);
     FUZZ_CHECK(json_object_object_get_ex(r, "model", &v) && json_object_get_string_len(v) > 0);
-    for (size_t i = 0; i < n && p->type == JOB_FLASHCARDS; i++) {
+    for (size_t i = 0; i < n && p->type == JOB_TYPE_FLASHCARDS; i++) {
         struct json_object *c = json_object_array_get_idx(items, i);
         const char *d;
         FUZZ_CHECK(json_object_object_get_ex(c, "front", &v) && json_object_get_string_len(v) > 0);

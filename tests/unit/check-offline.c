@@ -19,7 +19,7 @@ static const char biology[] =
 
 static struct job_params job(enum job_type type, const char *content)
 {
-    return (struct job_params){ type, content, "Biology", "Plants", "Spanish", "English", NULL };
+    return (struct job_params){ type, (char *)content, "Biology", "Plants", "Spanish", "English", NULL };
 }
 
 /* Run the provider and parse its result, checking it is valid UTF-8 JSON. */
@@ -117,7 +117,7 @@ static struct json_object *card_with_front(struct json_object *cards, const char
 
 START_TEST(flashcards_from_the_text)
 {
-    struct job_params p = job(JOB_FLASHCARDS, biology);
+    struct job_params p = job(JOB_TYPE_FLASHCARDS, biology);
     struct outcome o;
     struct json_object *r = run(&p, &o), *cards = cards_of(r), *c;
     bool cloze = false;
@@ -146,7 +146,7 @@ END_TEST
 START_TEST(cloze_blanks_every_occurrence)
 {
     static const char text[] = "Later Darwin wrote that Darwin had changed his mind.";
-    struct job_params p = job(JOB_FLASHCARDS, text);
+    struct job_params p = job(JOB_TYPE_FLASHCARDS, text);
     struct outcome o;
     struct json_object *r = run(&p, &o), *cards = cards_of(r);
     bool found = false;
@@ -167,7 +167,7 @@ END_TEST
 
 START_TEST(deterministic)
 {
-    struct job_params p = job(JOB_FLASHCARDS, biology), l = job(JOB_LESSON, biology);
+    struct job_params p = job(JOB_TYPE_FLASHCARDS, biology), l = job(JOB_TYPE_LESSON, biology);
     struct outcome a, b;
 
     offline_generate(&p, &a);
@@ -187,7 +187,7 @@ END_TEST
 
 START_TEST(lesson_shape)
 {
-    struct job_params p = job(JOB_LESSON, biology);
+    struct job_params p = job(JOB_TYPE_LESSON, biology);
     struct outcome o;
     struct json_object *r = run(&p, &o), *lessons, *l, *vocab, *conv;
     size_t nv, nc;
@@ -227,7 +227,7 @@ END_TEST
 
 START_TEST(lesson_same_language_keeps_the_term)
 {
-    struct job_params p = { JOB_LESSON, "Gravity pulls objects toward each other.", NULL, NULL, "English",
+    struct job_params p = { JOB_TYPE_LESSON, "Gravity pulls objects toward each other.", NULL, NULL, "English",
                             "english", "physics.txt" };
     struct outcome o;
     struct json_object *r = run(&p, &o), *lessons, *l, *vocab, *v, *conv;
@@ -252,7 +252,7 @@ START_TEST(utf8_european)
         "Las plantas necesitan agua y luz.\n"
         "Die Photosynthese ist ein Prozess, bei dem Pflanzen Lichtenergie nutzen. Die Blätter enthalten "
         "Chlorophyll. Ohne Chlorophyll können Pflanzen keine Energie gewinnen. ÉCOLE, ÉCOLE, école.";
-    struct job_params p = job(JOB_FLASHCARDS, text);
+    struct job_params p = job(JOB_TYPE_FLASHCARDS, text);
     struct outcome o;
     struct json_object *r = run(&p, &o), *cards = cards_of(r);
 
@@ -270,7 +270,7 @@ START_TEST(utf8_japanese_without_spaces)
 {
     static const char text[] =
         "日本語を勉強します。東京は日本の首都です。東京タワーはとても高いです！カタカナのコンピューターを使います。";
-    struct job_params p = job(JOB_FLASHCARDS, text);
+    struct job_params p = job(JOB_TYPE_FLASHCARDS, text);
     struct outcome o;
     struct json_object *r = run(&p, &o), *cards = cards_of(r);
 
@@ -284,7 +284,7 @@ END_TEST
 
 START_TEST(only_hiragana_still_gives_a_card)
 {
-    struct job_params p = job(JOB_FLASHCARDS, "ひらがなだけのぶんしょうです");
+    struct job_params p = job(JOB_TYPE_FLASHCARDS, "ひらがなだけのぶんしょうです");
     struct outcome o;
     struct json_object *r = run(&p, &o);
 
@@ -296,7 +296,7 @@ END_TEST
 
 START_TEST(only_stopwords_still_gives_a_card)
 {
-    struct job_params p = job(JOB_FLASHCARDS, "It is. It was. Is it?");
+    struct job_params p = job(JOB_TYPE_FLASHCARDS, "It is. It was. Is it?");
     struct outcome o;
     struct json_object *r = run(&p, &o);
 
@@ -310,7 +310,7 @@ START_TEST(invalid_utf8_input)
 {
     static const char text[] = "Caf\xc3 au lait \xff\xfe is a dr\xe2\x82ink. Mitochondria \xed\xa0\x80 produce energy. "
                                "Mitochondria\xc0\xaf are organelles.";
-    struct job_params p = job(JOB_FLASHCARDS, text);
+    struct job_params p = job(JOB_TYPE_FLASHCARDS, text);
     struct outcome o;
     struct json_object *r = run(&p, &o);   /* run() checks the result is valid UTF-8 */
 
@@ -326,7 +326,7 @@ START_TEST(empty_content)
     struct outcome o;
 
     for (size_t i = 0; i < sizeof(empties) / sizeof(empties[0]); i++) {
-        struct job_params p = job(i % 2 ? JOB_LESSON : JOB_FLASHCARDS, empties[i]);
+        struct job_params p = job(i % 2 ? JOB_TYPE_LESSON : JOB_TYPE_FLASHCARDS, empties[i]);
         offline_generate(&p, &o);
         ck_assert_int_eq(o.kind, OUTCOME_PERMANENT);
         ck_assert_str_eq(o.error_code, "EMPTY_CONTENT");
@@ -369,7 +369,7 @@ static char *big_text(size_t n, bool punctuation)
 START_TEST(large_content)
 {
     char *text = big_text(100000, true);
-    struct job_params p = job(JOB_FLASHCARDS, text);
+    struct job_params p = job(JOB_TYPE_FLASHCARDS, text);
     struct outcome o;
     struct json_object *r = run(&p, &o), *cards = cards_of(r);
 
@@ -377,7 +377,7 @@ START_TEST(large_content)
     ck_assert(!has_front(cards, "the"));
     json_object_put(r);
     outcome_done(&o);
-    p.type = JOB_LESSON;
+    p.type = JOB_TYPE_LESSON;
     json_object_put(run(&p, &o));
     outcome_done(&o);
     free(text);
@@ -387,7 +387,7 @@ END_TEST
 START_TEST(large_content_without_punctuation)
 {
     char *text = big_text(100000, false);
-    struct job_params p = job(JOB_FLASHCARDS, text);
+    struct job_params p = job(JOB_TYPE_FLASHCARDS, text);
     struct outcome o;
     struct json_object *r = run(&p, &o), *cards = cards_of(r);
 
@@ -410,7 +410,7 @@ START_TEST(one_huge_word)
 
     memset(text, 'x', 100000);
     text[100000] = '\0';
-    p = job(JOB_LESSON, text);
+    p = job(JOB_TYPE_LESSON, text);
     r = run(&p, &o);
     json_object_put(r);
     outcome_done(&o);

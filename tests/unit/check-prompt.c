@@ -10,7 +10,7 @@
 
 static struct job_params cards(const char *content)
 {
-    return (struct job_params){ JOB_FLASHCARDS, content, "Biology", "Photosynthesis", "Spanish",
+    return (struct job_params){ JOB_TYPE_FLASHCARDS, (char *)content, "Biology", "Photosynthesis", "Spanish",
                                 "English", NULL };
 }
 
@@ -79,7 +79,7 @@ END_TEST
 
 START_TEST(lesson_prompt_has_marker_and_source)
 {
-    struct job_params p = { JOB_LESSON, "Hola, ¿cómo estás?", "Spanish", "Greetings", "English",
+    struct job_params p = { JOB_TYPE_LESSON, "Hola, ¿cómo estás?", "Spanish", "Greetings", "English",
                             "Spanish", "greetings.pdf" };
     struct body b = parse_body(&p, "gpt-4o-mini", 4096);
 
@@ -140,7 +140,7 @@ END_TEST
 
 START_TEST(null_fields_are_tolerated)
 {
-    struct job_params p = { JOB_FLASHCARDS, NULL, NULL, NULL, NULL, NULL, NULL };
+    struct job_params p = { JOB_TYPE_FLASHCARDS, NULL, NULL, NULL, NULL, NULL, NULL };
     struct body b = parse_body(&p, "m", 0);
     struct json_object *v;
 

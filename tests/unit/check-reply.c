@@ -14,10 +14,10 @@
 #include "worker/provider.h"
 
 static const struct job_params cards_job = {
-    JOB_FLASHCARDS, "Plants make food from light.", "Biology", "Photosynthesis", "Spanish", "English", NULL
+    JOB_TYPE_FLASHCARDS, "Plants make food from light.", "Biology", "Photosynthesis", "Spanish", "English", NULL
 };
 static const struct job_params lesson_job = {
-    JOB_LESSON, "Hola. Buenos días.", "Spanish", "Greetings", "English", "Spanish", "greetings.pdf"
+    JOB_TYPE_LESSON, "Hola. Buenos días.", "Spanish", "Greetings", "English", "Spanish", "greetings.pdf"
 };
 
 /* ---- response headers: a NULL-terminated name/value list, case-insensitive. */
