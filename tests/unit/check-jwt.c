@@ -378,6 +378,9 @@ START_TEST(signature_length)
     strcpy(t, tok);
     strcat(t, "AAAA");                                     /* 35 bytes, prefix correct */
     ck_assert_int_eq(verify(t, &opts, NULL), JWT_BAD_SIGNATURE);
+    strcpy(t, tok);
+    strcat(t, "A");                                        /* 33 bytes, prefix correct */
+    ck_assert_int_eq(verify(t, &opts, NULL), JWT_BAD_SIGNATURE);
     make("{\"alg\":\"HS256\"}", "{\"sub\":\"u\"}", KEY);
     strcpy(t, tok);
     *(strrchr(t, '.') + 1) = '\0';                         /* HS256 with empty signature */

@@ -231,6 +231,13 @@ START_TEST(allow_buffer)
     ck_assert_int_eq(router_match(rt, "PUT", "/x", &m, small, sizeof(small)),
                      ROUTER_METHOD_NOT_ALLOWED);
     ck_assert_str_eq(small, "GET, POST");                 /* whole names only */
+    /* "GET, POST" needs 10 bytes: with 9, only "GET", and nothing past cap */
+    memset(small, 'Z', sizeof(small));
+    ck_assert_int_eq(router_match(rt, "PUT", "/x", &m, small, 9), ROUTER_METHOD_NOT_ALLOWED);
+    ck_assert_str_eq(small, "GET");
+    ck_assert_int_eq(small[9], 'Z');
+    ck_assert_int_eq(router_match(rt, "PUT", "/x", &m, small, 1), ROUTER_METHOD_NOT_ALLOWED);
+    ck_assert_str_eq(small, "");
     ck_assert_int_eq(router_match(rt, "PUT", "/x", &m, NULL, 0), ROUTER_METHOD_NOT_ALLOWED);
     ck_assert_int_eq(router_match(rt, "GET", "/x", NULL, NULL, 0), ROUTER_OK);
 }
