@@ -32,8 +32,10 @@ bool cidr_list_match(const struct cidr_list *l, const char *ip);
 
 /* Resolve the client address into out (CIDR_ADDR_STRLEN bytes).
  * peer: textual socket peer; xff: X-Forwarded-For header or NULL; hops: TRUST_PROXY.
- * With hops > 0 and a usable XFF, the hops-th entry from the right that parses as an
- * address is taken (fewer entries than hops: the leftmost); otherwise the peer. */
+ * With hops > 0, the hops-th entry of X-Forwarded-For from the right is taken (fewer
+ * entries than hops: the leftmost).  If that entry is not an address, the peer is
+ * used: entries further left are written by the client, so skipping left would
+ * let a client choose its own address.  Output is canonical (::ffff:a.b.c.d as a.b.c.d). */
 void cidr_client_address(const char *peer, const char *xff, int hops, char *out);
 
 #endif

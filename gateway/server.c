@@ -419,6 +419,11 @@ static int dispatch(struct req *r)
                            "Method not allowed for this path");
     }
     const struct route *rt = r->match.route;
+    if (r->gw->admit_request && !(rt->flags & ROUTE_NO_LOG)) {
+        int rr = MHD_NO;
+        if (r->gw->admit_request(r, &rr) != 0)
+            return rr;
+    }
     if ((rt->flags & ROUTE_ADMIN) && !req_is_admin(r))
         return reply_error(r, MHD_HTTP_FORBIDDEN, "MONITORING_ACCESS_DENIED",
                            "Operator access requires ADMIN_TOKEN or an allowed address");
