@@ -420,9 +420,9 @@ static int dispatch(struct req *r)
     }
     const struct route *rt = r->match.route;
     if (r->gw->admit_request && !(rt->flags & ROUTE_NO_LOG)) {
-        int rr = MHD_NO;
-        if (r->gw->admit_request(r, &rr) != 0)
-            return rr;
+        int result = MHD_NO;
+        if (r->gw->admit_request(r, &result) != 0)
+            return result;
     }
     if ((rt->flags & ROUTE_ADMIN) && !req_is_admin(r))
         return reply_error(r, MHD_HTTP_FORBIDDEN, "MONITORING_ACCESS_DENIED",
