@@ -1815,6 +1815,8 @@ static void expect_config_error(const char *kv, const char *name)
     struct gwx g;
     gw_start_opts(&g, (const char *[]){ kv, NULL }, true);
     int code = fx_proc_wait_exit(&g.p, 10000);
+    if (code != 2)
+        fx_proc_print_log(&g.p);
     ck_assert_msg(code == 2, "%s: exit %d, want 2", kv, code);
     char *log = fx_proc_log(&g.p);
     ck_assert_ptr_nonnull(log);
@@ -1823,6 +1825,12 @@ static void expect_config_error(const char *kv, const char *name)
     fx_proc_done(&g.p);
 }
 
+/*
+ * KNOWN BUG under AddressSanitizer (gateway/main.c, owner gateway): when
+ * app_init() fails (ADMIN_ALLOW_CIDRS=garbage) main returns 2 without
+ * config_done(&cfg), so LeakSanitizer reports the configuration strings and
+ * turns the exit status into 1.  Passes in an ordinary build.
+ */
 START_TEST(invalid_configuration)
 {
     expect_config_error("PORT=abc", "PORT");
