@@ -2,7 +2,8 @@
  * static.c: GET/HEAD of files under PUBLIC_DIR (see static.h for the rules).
  * Responses are sent with sendfile (MHD_create_response_from_fd), carry an
  * ETag (inode, size, mtime) and Last-Modified, answer If-None-Match with 304,
- * and are cached for an hour except HTML (no-cache: always revalidated).
+ * and are cached for an hour except HTML, CSS and scripts (no-cache: always
+ * revalidated, so a deploy takes effect at once).
  */
 #include "gateway/static.h"
 
@@ -161,7 +162,10 @@ static int serve_static(struct req *r)
     gmtime_r(&st.st_mtim.tv_sec, &tm);
     strftime(lm, sizeof(lm), "%a, %d %b %Y %H:%M:%S GMT", &tm);
     const char *type = static_mime(rel);
-    const char *cache = strncmp(type, "text/html", 9) == 0 ? "no-cache" : "public, max-age=3600";
+    /* Pages and their code revalidate (cheap 304s by ETag), so a deploy is seen at
+     * once; images and fonts may be cached for an hour. */
+    bool code = strncmp(type, "text/", 5) == 0 || strncmp(type, "application/json", 16) == 0;
+    const char *cache = code ? "no-cache" : "public, max-age=3600";
 
     struct MHD_Response *resp;
     unsigned status;
