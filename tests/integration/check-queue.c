@@ -1464,30 +1464,39 @@ START_TEST(scripts_keep_to_one_cluster_slot)
      * script touches only keys of its declared keys' slot. */
     char *dir = fixture_mkdtemp("cluster");
     ck_assert_ptr_nonnull(dir);
-    int port = fixture_free_port();
-    char ports[16];
+    int port = fixture_free_port(), bus = fixture_free_port();
+    for (int i = 0; bus == port && i < 10; i++)
+        bus = fixture_free_port();
+    ck_assert_int_ne(bus, port);
+    ck_assert_int_gt(port, 0);
+    ck_assert_int_gt(bus, 0);
+    char ports[16], buss[16];
     snprintf(ports, sizeof(ports), "%d", port);
+    snprintf(buss, sizeof(buss), "%d", bus);   /* else port + 10000, maybe taken or > 65535 */
     const char *argv[] = { "redis-server", "--port", ports, "--bind", "127.0.0.1", "--save", "",
-                           "--appendonly", "no", "--cluster-enabled", "yes",
+                           "--appendonly", "no", "--cluster-enabled", "yes", "--cluster-port", buss,
                            "--cluster-config-file", "nodes.conf", "--dir", dir, NULL };
     struct fx_proc srv;
     ck_assert_int_eq(fx_proc_start(&srv, "redis-cluster", fixture_bin("REDIS_SERVER", "redis-server"),
                                    argv, NULL), 0);
     redisContext *c = NULL;
-    int64_t end = clock_mono_ms() + WAIT_MS;
-    while (!(c = try_connect(port))) {
-        ck_assert(fx_proc_running(&srv));
-        ck_assert(clock_mono_ms() < end);
-        poll(NULL, 0, 10);
-    }
     redisReply *rr;
-    for (;;) {                                  /* ready for commands */
-        rr = redisCommand(c, "PING");
+    int64_t end = clock_mono_ms() + WAIT_MS;
+    for (;;) {                                  /* answers PING */
+        c = try_connect(port);
+        rr = c ? redisCommand(c, "PING") : NULL;
         bool ok = rr && rr->type == REDIS_REPLY_STATUS;
         if (rr)
             freeReplyObject(rr);
         if (ok)
             break;
+        if (c)
+            redisFree(c);
+        if (!fx_proc_running(&srv))
+            fx_proc_print_log(&srv);
+        ck_assert_msg(fx_proc_running(&srv), "redis-server (cluster) exited");
+        if (clock_mono_ms() >= end)
+            fx_proc_print_log(&srv);
         ck_assert(clock_mono_ms() < end);
         poll(NULL, 0, 10);
     }
