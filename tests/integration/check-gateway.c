@@ -103,6 +103,9 @@ static void gw_start_opts(struct gwx *g, const char *const *extra, bool no_redis
     env_set(env, &n, "REDIS_COMMAND_TIMEOUT_MS=1000");
     env_set(env, &n, "REDIS_CONNECT_TIMEOUT_MS=1000");
     env_set(env, &n, "SHUTDOWN_GRACE_MS=5000");
+    /* this suite sends many requests from one address and user; rate limits have their own tests */
+    env_set(env, &n, "RATE_LIMIT_IP_PER_MIN=100000000");
+    env_set(env, &n, "RATE_LIMIT_AI_PER_MIN=1000000");
     for (size_t i = 0; extra && extra[i]; i++)
         env_set(env, &n, extra[i]);
     env[n] = NULL;
