@@ -1082,7 +1082,7 @@ START_TEST(release_hands_the_job_back_without_spending_it)
     queue_job_done(&j);
 
     /* Released with a delay: parked, then due again. */
-    ck_assert_int_eq(queue_release(e.q, k.id, k.token, 200), 0);
+    ck_assert_int_eq(queue_release(e.q, k.id, k.token, 1500), 0);
     get_ok(&e, k.id, &rec);
     ck_assert_int_eq(rec.state, JOB_DELAYED);
     job_record_done(&rec);
@@ -1126,15 +1126,19 @@ START_TEST(jobs_past_their_deadline_fail_instead_of_running)
     json_object_put(d);
 
     /* A retry that could only start after the deadline fails now. */
+    lim.deadline_ms = 30000;
+    struct queue *q2 = queue_new(e.rx, &lim);
+    struct job_params p = params("retry too late", "Spanish");
     struct queue_enqueue_result b;
-    enqueue_ok(&e, "u1", "retry too late", NULL, &b);
-    claim_now(e.q, &j);
+    ck_assert_int_eq(queue_enqueue(q2, "u1", &p, NULL, &b), 0);
+    claim_now(q2, &j);
     struct queue_failure f = { .error = "busy", .code = "PROVIDER_RATE_LIMITED",
                                .retryable = true, .retry_after_ms = 60000 };
     struct queue_fail_result fr;
-    ck_assert_int_eq(queue_fail(e.q, j.id, j.token, j.attempt, &f, &fr), 0);
+    ck_assert_int_eq(queue_fail(q2, j.id, j.token, j.attempt, &f, &fr), 0);
     ck_assert(!fr.retrying);
     queue_job_done(&j);
+    queue_free(q2);
     env_done(&e);
 }
 END_TEST
