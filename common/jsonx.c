@@ -124,6 +124,165 @@ static enum jsonx_err jsonx_check(struct json_object *o, int depth, int max_dept
     }
 }
 
+/*
+ * RFC 8259 grammar check, run before json-c: json-c 0.16's strict mode still
+ * accepts single-quoted object keys and cuts keys at an escaped \u0000, so
+ * the bytes are checked here first (iteratively, one pass, no allocation):
+ * structure, string escapes (no raw control characters, no \u0000), number
+ * syntax, literals, and nesting depth.  UTF-8 validity is json-c's check.
+ */
+static enum jsonx_err grammar(const char *s, size_t n, int max_depth)
+{
+    char stack[JSONX_DEPTH_LIMIT + 1];   /* '{' or '[' */
+    int depth = 0;
+    size_t i = 0;
+    enum { VALUE, AFTER_VALUE, KEY, COLON } want = VALUE;
+
+#define WS() while (i < n && jsonx_is_ws(s[i])) i++
+    for (;;) {
+        WS();
+        if (i == n)
+            return (want == AFTER_VALUE && depth == 0) ? JSONX_OK : JSONX_SYNTAX;
+        char c = s[i];
+        if (want == AFTER_VALUE) {
+            if (depth == 0)
+                return JSONX_SYNTAX;                 /* trailing bytes */
+            if (c == ',') {
+                i++;
+                want = stack[depth - 1] == '{' ? KEY : VALUE;
+                continue;
+            }
+            if ((c == '}' && stack[depth - 1] == '{') || (c == ']' && stack[depth - 1] == '[')) {
+                i++;
+                depth--;
+                continue;                            /* still AFTER_VALUE */
+            }
+            return JSONX_SYNTAX;
+        }
+        if (want == COLON) {
+            if (c != ':')
+                return JSONX_SYNTAX;
+            i++;
+            want = VALUE;
+            continue;
+        }
+        if (want == KEY && c != '"') {
+            /* "{}" closes an empty object: only right after '{' */
+            if (c == '}' && i > 0) {
+                size_t k = i;
+                while (k > 0 && jsonx_is_ws(s[k - 1]))
+                    k--;
+                if (k > 0 && s[k - 1] == '{') {
+                    i++;
+                    depth--;
+                    want = AFTER_VALUE;
+                    continue;
+                }
+            }
+            return JSONX_SYNTAX;
+        }
+        if (c == '"') {                              /* string (value or key) */
+            for (i++;; i++) {
+                if (i >= n)
+                    return JSONX_SYNTAX;
+                unsigned char ch = (unsigned char)s[i];
+                if (ch == '"')
+                    break;
+                if (ch < 0x20)
+                    return JSONX_SYNTAX;
+                if (ch == '\\') {
+                    if (++i >= n)
+                        return JSONX_SYNTAX;
+                    char e = s[i];
+                    if (e == 'u') {
+                        if (i + 4 >= n)
+                            return JSONX_SYNTAX;
+                        unsigned v = 0;
+                        for (int k = 1; k <= 4; k++) {
+                            char h = s[i + k];
+                            v <<= 4;
+                            if (h >= '0' && h <= '9') v |= (unsigned)(h - '0');
+                            else if (h >= 'a' && h <= 'f') v |= (unsigned)(h - 'a' + 10);
+                            else if (h >= 'A' && h <= 'F') v |= (unsigned)(h - 'A' + 10);
+                            else return JSONX_SYNTAX;
+                        }
+                        if (v == 0)
+                            return JSONX_SYNTAX;     /* \u0000: would cut strings and keys */
+                        i += 4;
+                    } else if (!strchr("\"\\/bfnrt", e) || e == 0) {
+                        return JSONX_SYNTAX;
+                    }
+                }
+            }
+            i++;
+            want = (want == KEY) ? COLON : AFTER_VALUE;
+            continue;
+        }
+        /* want == VALUE, not a string */
+        if (c == '{' || c == '[') {
+            if (depth >= max_depth || depth >= JSONX_DEPTH_LIMIT)
+                return JSONX_DEPTH;
+            stack[depth++] = c;
+            i++;
+            if (c == '{') {
+                want = KEY;
+            } else {
+                WS();
+                if (i < n && s[i] == ']') {
+                    i++;
+                    depth--;
+                    want = AFTER_VALUE;
+                } else {
+                    want = VALUE;
+                }
+            }
+            continue;
+        }
+        if (c == '-' || (c >= '0' && c <= '9')) {    /* -?(0|[1-9]\d*)(\.\d+)?([eE][+-]?\d+)? */
+            if (c == '-')
+                i++;
+            if (i >= n || s[i] < '0' || s[i] > '9')
+                return JSONX_SYNTAX;
+            if (s[i] == '0')
+                i++;
+            else
+                while (i < n && s[i] >= '0' && s[i] <= '9')
+                    i++;
+            if (i < n && s[i] == '.') {
+                i++;
+                if (i >= n || s[i] < '0' || s[i] > '9')
+                    return JSONX_SYNTAX;
+                while (i < n && s[i] >= '0' && s[i] <= '9')
+                    i++;
+            }
+            if (i < n && (s[i] == 'e' || s[i] == 'E')) {
+                i++;
+                if (i < n && (s[i] == '+' || s[i] == '-'))
+                    i++;
+                if (i >= n || s[i] < '0' || s[i] > '9')
+                    return JSONX_SYNTAX;
+                while (i < n && s[i] >= '0' && s[i] <= '9')
+                    i++;
+            }
+            want = AFTER_VALUE;
+            continue;
+        }
+        static const char *const lits[] = { "true", "false", "null" };
+        bool ok = false;
+        for (size_t k = 0; k < 3 && !ok; k++) {
+            size_t ln = strlen(lits[k]);
+            if (n - i >= ln && memcmp(s + i, lits[k], ln) == 0) {
+                i += ln;
+                ok = true;
+            }
+        }
+        if (!ok)
+            return JSONX_SYNTAX;
+        want = AFTER_VALUE;
+    }
+#undef WS
+}
+
 int jsonx_parse(const char *buf, size_t len, int max_depth,
                 struct json_object **ret_obj, enum jsonx_err *ret_kind)
 {
@@ -148,6 +307,10 @@ int jsonx_parse(const char *buf, size_t len, int max_depth,
     }
     if (memchr(buf, '\0', len) || len > (size_t)INT_MAX)
         goto out;
+    kind = grammar(buf, len, max_depth);
+    if (kind != JSONX_OK)
+        goto out;
+    kind = JSONX_SYNTAX;
 
     tok = json_tokener_new_ex(max_depth + 1);
     if (!tok) {

@@ -78,6 +78,8 @@ int main(int argc, char **argv)
     if (rc != 0) {
         log_error("start-up failed", LOG_STR("error", err));
         fprintf(stderr, "flashgate-gateway: %s\n", err);
+        app_done(&gw);
+        config_done(&cfg);
         return 2;
     }
     unsigned max_conn = raise_nofile((unsigned)cfg.http_max_connections);
@@ -87,6 +89,7 @@ int main(int argc, char **argv)
         log_error("cannot start HTTP server", LOG_STR("error", err));
         fprintf(stderr, "flashgate-gateway: %s\n", err);
         app_done(&gw);
+        config_done(&cfg);
         return 1;
     }
     app_started(&gw);

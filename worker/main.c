@@ -47,6 +47,7 @@ int main(int argc, char **argv)
     config_log(&cfg, CFG_SCOPE_WK);
     if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
         log_error("curl_global_init failed");
+        config_done(&cfg);
         return 1;
     }
 
@@ -58,6 +59,8 @@ int main(int argc, char **argv)
     if (redisx_target_from_config(&cfg, &w.redis, err, sizeof(err)) != 0) {
         log_error("invalid configuration", LOG_STR("error", err));
         fprintf(stderr, "flashgate-worker: %s\n", err);
+        curl_global_cleanup();
+        config_done(&cfg);
         return 2;
     }
     redisx_thread_setup(&w.redis);
@@ -69,6 +72,8 @@ int main(int argc, char **argv)
         log_error("cannot start the health server (port in use?)",
                   LOG_INT("WORKER_HEALTH_PORT", cfg.worker_health_port));
         fprintf(stderr, "flashgate-worker: cannot listen on WORKER_HEALTH_PORT=%lld\n", cfg.worker_health_port);
+        curl_global_cleanup();
+        config_done(&cfg);
         return 1;
     }
     struct engine *eng = NULL;
@@ -76,6 +81,8 @@ int main(int argc, char **argv)
         log_error("cannot start the job engine", LOG_STR("error", err));
         fprintf(stderr, "flashgate-worker: %s\n", err);
         health_stop(hs);
+        curl_global_cleanup();
+        config_done(&cfg);
         return 1;
     }
     log_info("worker started", LOG_STR("provider", cfg.ai_provider),
