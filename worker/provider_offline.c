@@ -156,7 +156,7 @@ static bool is_cjk(enum text_class c)
 
 static int table_grow(struct analysis *A)
 {
-    size_t n = A->nslots ? A->nslots * 2 : 1024;
+    size_t n = A->nslots ? A->nslots * 2 : 128;
     uint32_t *s = calloc(n, sizeof(*s));
 
     if (!s)
@@ -188,7 +188,7 @@ static struct term *table_get(struct analysis *A, const char *key, size_t keylen
             return t;
     }
     if (A->nterms == A->cap_terms) {
-        size_t n = A->cap_terms ? A->cap_terms * 2 : 512;
+        size_t n = A->cap_terms ? A->cap_terms * 2 : 64;
         struct term *nt = realloc(A->terms, n * sizeof(*nt));
         if (!nt)
             return NULL;
