@@ -329,7 +329,7 @@ out:
 static void classify_status(long status, const char *body, size_t len, struct outcome *out)
 {
     struct provider_error e;
-    char suffix[sizeof(e.message) + 4] = "";
+    char suffix[sizeof(e.message) + 4] = ".";
 
     read_error_body(body, len, &e);
     if (e.message[0])
