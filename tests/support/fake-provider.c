@@ -2159,6 +2159,22 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     free(r);
 }
 
+/* libmicrohttpd's own messages, as JSON lines on stderr.  "internal error"
+ * is what MHD says when a handler closes a connection on purpose (reset,
+ * a client that gave up, shutdown): expected here, so not logged. */
+__attribute__((format(printf, 2, 0)))
+static void on_mhd_log(void *cls, const char *fmt, va_list ap)
+{
+    char msg[512];
+    (void)cls;
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    size_t n = strlen(msg);
+    while (n && (msg[n - 1] == '\n' || msg[n - 1] == ' '))
+        msg[--n] = '\0';
+    if (!strstr(msg, "Application reported internal error"))
+        log_line("warn", msg, ",\"source\":\"libmicrohttpd\"", true);
+}
+
 /* ---- main ---------------------------------------------------------------------- */
 
 static void usage(FILE *f)
@@ -2281,6 +2297,7 @@ int main(int argc, char **argv)
     d = MHD_start_daemon(MHD_USE_EPOLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_TURBO |
                          MHD_USE_ERROR_LOG,
                          0, NULL, NULL, on_request, NULL,
+                         MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL,   /* first, or MHD complains */
                          MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa,
                          MHD_OPTION_THREAD_POOL_SIZE, (unsigned int)g.threads,
                          MHD_OPTION_CONNECTION_LIMIT, conn_limit,
