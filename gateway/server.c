@@ -539,6 +539,7 @@ static void completed_cb(void *cls, struct MHD_Connection *conn, void **con_cls,
     atomic_fetch_sub(&s->gw->inflight, 1);
 }
 
+__attribute__((format(printf, 2, 0)))
 static void mhd_log(void *cls, const char *fmt, va_list ap)
 {
     char buf[512];

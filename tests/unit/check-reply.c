@@ -329,8 +329,8 @@ END_TEST
 START_TEST(missing_fields)
 {
     static const char *const bad[] = {
-        "{\"flashcards\":[{\"front\":\"a\"},{\"back\":\"b\"},\"x\",{\"front\":\"  \",\"back\":\"c\"},"
-        "{\"front\":[1],\"back\":{\"x\":1}}]}",
+        ("{\"flashcards\":[{\"front\":\"a\"},{\"back\":\"b\"},\"x\",{\"front\":\"  \",\"back\":\"c\"},"
+         "{\"front\":[1],\"back\":{\"x\":1}}]}"),
         "{\"flashcards\":[]}",
         "{\"answer\":\"none\",\"cards\":{\"front\":\"a\",\"back\":\"b\"}}",
         "   ",
