@@ -31,7 +31,7 @@ for b in "$gateway_bin" "$worker_bin"; do
 done
 
 state=$root/.run
-mkdir -p "$state/logs"
+mkdir -p "$state"
 fg_init "$state"
 
 # One run at a time per checkout: the state directories are not shareable.
