@@ -19,6 +19,7 @@
 #include "common/clock.h"
 #include "common/config.h"
 #include "common/log.h"
+#include "common/process.h"
 #include "common/redisx.h"
 #include "gateway/app.h"
 #include "gateway/gateway.h"
@@ -51,33 +52,17 @@ static unsigned raise_nofile(unsigned wanted)
 
 int main(int argc, char **argv)
 {
-    if (argc > 1 && (strcmp(argv[1], "--version") == 0)) {
-        printf("flashgate-gateway %s\n", FLASHGATE_VERSION);
-        return 0;
-    }
-    sigset_t sigs;
-    sigemptyset(&sigs);
-    sigaddset(&sigs, SIGTERM);
-    sigaddset(&sigs, SIGINT);
-    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
-    signal(SIGPIPE, SIG_IGN);
-
     struct config cfg;
+    sigset_t sigs;
+    int status = process_start(argc, argv, "gateway", CFG_SCOPE_GW, &cfg, &sigs);
+    if (status >= 0)
+        return status;
     char err[512];
-    if (config_load(&cfg, CFG_SCOPE_GW, err, sizeof(err)) != 0) {
-        log_init("gateway", "-", LOG_INFO);
-        log_error("invalid configuration", LOG_STR("error", err));
-        fprintf(stderr, "flashgate-gateway: %s\n", err);
-        return 2;
-    }
-    log_init("gateway", cfg.instance_id, (enum log_level)log_level_parse(cfg.log_level));
-    config_log(&cfg, CFG_SCOPE_GW);
 
     struct gw gw;
     int rc = app_init(&gw, &cfg, err, sizeof(err));
     if (rc != 0) {
-        log_error("start-up failed", LOG_STR("error", err));
-        fprintf(stderr, "flashgate-gateway: %s\n", err);
+        process_fail("gateway", "start-up failed", err);
         app_done(&gw);
         config_done(&cfg);
         return 2;
@@ -86,8 +71,7 @@ int main(int argc, char **argv)
     struct server *srv = NULL;
     rc = server_start(&gw, max_conn, &srv, err, sizeof(err));
     if (rc != 0) {
-        log_error("cannot start HTTP server", LOG_STR("error", err));
-        fprintf(stderr, "flashgate-gateway: %s\n", err);
+        process_fail("gateway", "cannot start the HTTP server", err);
         app_done(&gw);
         config_done(&cfg);
         return 1;

@@ -17,6 +17,7 @@
 #include "common/clock.h"
 #include "common/config.h"
 #include "common/log.h"
+#include "common/process.h"
 #include "common/redisx.h"
 #include "worker/engine.h"
 #include "worker/health.h"
@@ -24,27 +25,12 @@
 
 int main(int argc, char **argv)
 {
-    if (argc > 1 && strcmp(argv[1], "--version") == 0) {
-        printf("flashgate-worker %s\n", FLASHGATE_VERSION);
-        return 0;
-    }
-    sigset_t sigs;
-    sigemptyset(&sigs);
-    sigaddset(&sigs, SIGTERM);
-    sigaddset(&sigs, SIGINT);
-    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
-    signal(SIGPIPE, SIG_IGN);
-
     struct config cfg;
+    sigset_t sigs;
+    int status = process_start(argc, argv, "worker", CFG_SCOPE_WK, &cfg, &sigs);
+    if (status >= 0)
+        return status;
     char err[512];
-    if (config_load(&cfg, CFG_SCOPE_WK, err, sizeof(err)) != 0) {
-        log_init("worker", "-", LOG_INFO);
-        log_error("invalid configuration", LOG_STR("error", err));
-        fprintf(stderr, "flashgate-worker: %s\n", err);
-        return 2;
-    }
-    log_init("worker", cfg.instance_id, (enum log_level)log_level_parse(cfg.log_level));
-    config_log(&cfg, CFG_SCOPE_WK);
     if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
         log_error("curl_global_init failed");
         config_done(&cfg);
@@ -57,8 +43,7 @@ int main(int argc, char **argv)
     w.started_ms = clock_now_ms();
     snprintf(w.instance_id, sizeof(w.instance_id), "%s", cfg.instance_id);
     if (redisx_target_from_config(&cfg, &w.redis, err, sizeof(err)) != 0) {
-        log_error("invalid configuration", LOG_STR("error", err));
-        fprintf(stderr, "flashgate-worker: %s\n", err);
+        process_fail("worker", "invalid configuration", err);
         curl_global_cleanup();
         config_done(&cfg);
         return 2;
@@ -69,17 +54,15 @@ int main(int argc, char **argv)
 
     struct health_server *hs = NULL;
     if (health_start(&w, &hs) != 0) {
-        log_error("cannot start the health server (port in use?)",
-                  LOG_INT("WORKER_HEALTH_PORT", cfg.worker_health_port));
-        fprintf(stderr, "flashgate-worker: cannot listen on WORKER_HEALTH_PORT=%lld\n", cfg.worker_health_port);
+        snprintf(err, sizeof(err), "cannot listen on WORKER_HEALTH_PORT=%lld", cfg.worker_health_port);
+        process_fail("worker", "cannot start the health server", err);
         curl_global_cleanup();
         config_done(&cfg);
         return 1;
     }
     struct engine *eng = NULL;
     if (engine_start(&w, &eng, err, sizeof(err)) != 0) {
-        log_error("cannot start the job engine", LOG_STR("error", err));
-        fprintf(stderr, "flashgate-worker: %s\n", err);
+        process_fail("worker", "cannot start the job engine", err);
         health_stop(hs);
         curl_global_cleanup();
         config_done(&cfg);
