@@ -874,7 +874,8 @@ START_TEST(stats_count_and_reset_clears)
     ck_assert_int_eq(jint(s, "byStatus.503"), 1);
     ck_assert_int_eq(jint(s, "byStatus.404"), 1);
     ck_assert_int_eq(jint(s, "byPath./v1/chat/completions"), 2);
-    ck_assert_int_eq(jint(s, "maxInFlight"), 1);
+    /* (not maxInFlight: a request counts until MHD has finished sending it,
+     * which may be after the client has started the next one) */
     ck_assert_int_eq(jlen(s, "arrivals"), 3);
     int64_t prev = 0;
     for (int i = 0; i < 3; i++) {
