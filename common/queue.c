@@ -952,8 +952,9 @@ static int heartbeat(struct queue *q, const char *instance, const struct queue_w
         "failed", num(&ns, w ? w->failed : 0), "in_flight", num(&ns, w ? w->in_flight : 0),
         "peak_in_flight", num(&ns, w ? w->peak_in_flight : 0),
         "started_ms", num(&ns, w ? w->started_ms : 0),
+        "provider", w && w->provider ? w->provider : "",
     };
-    r = run(q, S_HEARTBEAT, 2, w ? 15 : 3, argv, &rep);
+    r = run(q, S_HEARTBEAT, 2, w ? 17 : 3, argv, &rep);
     if (r < 0)
         return r;
     r = rep->type == REDIS_REPLY_INTEGER ? 0 : -EPROTO;
@@ -964,6 +965,63 @@ static int heartbeat(struct queue *q, const char *instance, const struct queue_w
 int queue_heartbeat(struct queue *q, const char *instance, const struct queue_worker_info *w)
 {
     return w ? heartbeat(q, instance, w) : -EINVAL;
+}
+
+#define PROVIDERS_MAX_WORKERS 256   /* workers looked at for the provider summary */
+
+static int cmp_name(const void *a, const void *b)
+{
+    return strcmp(a, b);
+}
+
+int queue_worker_providers(struct queue *q, char *out, size_t cap)
+{
+    if (cap)
+        out[0] = 0;
+    redisReply *ids = redisx_command(q->r, "ZREVRANGE %s 0 %d", K_WORKERS, PROVIDERS_MAX_WORKERS - 1);
+    if (!ids)
+        return redisx_last_error(q->r);
+    int r = 0;
+    if (ids->type != REDIS_REPLY_ARRAY) {
+        freeReplyObject(ids);
+        return -EPROTO;
+    }
+    redisContext *c = redisx_context(q->r);
+    size_t sent = 0;
+    for (size_t i = 0; c && i < ids->elements; i++) {
+        if (ids->element[i]->type != REDIS_REPLY_STRING)
+            continue;
+        if (redisAppendCommand(c, "HGET " QUEUE_KEY_PREFIX "worker:%b provider", ids->element[i]->str,
+                               ids->element[i]->len) != REDIS_OK)
+            break;
+        sent++;
+    }
+    char names[8][16];
+    size_t nn = 0;
+    for (size_t i = 0; i < sent; i++) {
+        void *vp = NULL;
+        if (redisGetReply(c, &vp) != REDIS_OK) {
+            redisx_reset(q->r);
+            r = -EIO;
+            break;
+        }
+        redisReply *p = vp;
+        /* a worker whose hash expired is no longer alive: nil */
+        if (p->type == REDIS_REPLY_STRING && p->len > 0 && p->len < sizeof(names[0])) {
+            bool dup = false;
+            for (size_t k = 0; k < nn; k++)
+                dup = dup || strcmp(names[k], p->str) == 0;
+            if (!dup && nn < 8)
+                snprintf(names[nn++], sizeof(names[0]), "%s", p->str);
+        }
+        freeReplyObject(p);
+    }
+    freeReplyObject(ids);
+    qsort(names, nn, sizeof(names[0]), cmp_name);
+    size_t o = 0;
+    for (size_t k = 0; k < nn && o < cap; k++)
+        o += (size_t)snprintf(out + o, cap - o, "%s%s", k ? "," : "", names[k]);
+    return r;
 }
 
 int queue_worker_gone(struct queue *q, const char *instance)

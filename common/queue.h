@@ -235,10 +235,14 @@ struct queue_worker_info {
     long long processed, succeeded, failed;
     long long in_flight, peak_in_flight;
     int64_t started_ms;
+    const char *provider;        /* "openai" | "azure" | "offline" (NULL: not reported) */
 };
 
 /* Record that worker `instance` is alive (kept 3 heartbeats).  0, -EINVAL, -EIO... */
 int queue_heartbeat(struct queue *q, const char *instance, const struct queue_worker_info *w);
+/* The providers of the workers alive now, distinct and sorted, comma-separated
+ * into out ("" when no worker is alive).  0 or -EIO... */
+int queue_worker_providers(struct queue *q, char *out, size_t cap);
 /* The worker is leaving (graceful shutdown): forget it now. */
 int queue_worker_gone(struct queue *q, const char *instance);
 

@@ -44,8 +44,6 @@ struct gw {
     /* Per-user AI submission limit (issue: fleet-wide limits); NULL = no limit.
      * 0 admitted, else the 429 is queued and its result is in *reply_result. */
     int (*admit_ai)(struct req *r, const char *user_id, int *reply_result);
-    /* Provider(s) the worker fleet reports, for /api/health; may be NULL. */
-    const char *(*provider_summary)(struct gw *gw);
 };
 
 /* Route registration, one per resource file. */

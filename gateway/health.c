@@ -16,9 +16,11 @@
 
 #include "common/clock.h"
 #include "common/config.h"
+#include "common/queue.h"
 #include "common/redisx.h"
 #include "gateway/gateway.h"
 #include "gateway/http.h"
+#include "gateway/jobs.h"
 #include "gateway/router.h"
 
 static long rss_mb(void)
@@ -115,7 +117,11 @@ static int h_api_health(struct req *r)
     struct json_object *svc = json_object_new_object();
     json_object_object_add(svc, "redis", json_object_new_string(redis_ok ? "connected" : "disconnected"));
     json_object_object_add(svc, "database", json_object_new_string(db));
-    json_object_object_add(svc, "provider", json_object_new_string(gw->provider_summary ? gw->provider_summary(gw) : "unknown"));
+    char providers[128] = "";
+    if (redis_ok && queue_worker_providers(jobs_queue(), providers, sizeof(providers)) != 0)
+        providers[0] = 0;
+    /* what the live workers run, e.g. "openai" or "offline"; "none" without workers */
+    json_object_object_add(svc, "provider", json_object_new_string(providers[0] ? providers : "none"));
     json_object_object_add(o, "services", svc);
     json_object_object_add(o, "auth", json_object_new_string(gw->cfg->auth_jwt_secret ? "jwt" : "insecure-dev"));
     json_object_object_add(o, "instance", instance_obj(gw));
