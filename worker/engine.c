@@ -439,6 +439,7 @@ static void heartbeat(struct engine *e, struct queue *q)
         .in_flight = atomic_load(&st->current),
         .peak_in_flight = atomic_load(&st->peak),
         .started_ms = e->w->started_ms,
+        .provider = e->w->cfg->ai_provider,
     };
     if (queue_heartbeat(q, e->w->instance_id, &wi) != 0)
         atomic_store(&e->w->redis_ok, false);
