@@ -18,6 +18,7 @@
 #include "gateway/hub.h"
 #include "gateway/gateway.h"
 #include "gateway/jobs.h"
+#include "gateway/resilience.h"
 #include "gateway/router.h"
 #include "gateway/static.h"
 
@@ -59,6 +60,8 @@ int app_init(struct gw *gw, const struct config *cfg, char *err, size_t errlen)
     routes_health(gw->router);
     routes_jobs(gw->router);
     routes_events(gw->router);
+    resilience_setup(gw);
+    routes_resilience(gw->router);
     routes_static(gw->router);   /* last: catch-all */
     return 0;
 }

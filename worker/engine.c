@@ -7,13 +7,17 @@
  *              notify list, bounded by the next due delayed job), so an idle
  *              worker costs no CPU.  Each claimed job becomes a slot and is
  *              started: HTTP providers through httpc (libcurl multi, one
- *              thread for every call), offline straight to the finishers.
+ *              thread for every call) once the fleet-wide gates admit the
+ *              call (resilience.h: one Redis round trip); a gate that says
+ *              "not yet" hands the job back to delayed (queue_release, no
+ *              attempt spent); offline straight to the finishers.
  *   httpc      (worker/httpc.c) runs the calls; its completion callback
  *              classifies the reply (reply_classify) and queues the slot for
  *              a finisher.  Nothing there blocks.
- *   finishers  FINISHERS threads: run offline generation, then record the
- *              outcome with the slot's attempt token (complete / retry /
- *              fail).  A Redis outage while recording is retried until the
+ *   finishers  FINISHERS threads: settle the call's gates (slot, tokens,
+ *              cost, breaker result: one round trip), run offline
+ *              generation, then record the outcome with the slot's attempt
+ *              token (complete / retry / fail).  A Redis outage while recording is retried until the
  *              lease would have expired; after that the job belongs to
  *              whoever claims it next, and our late report is refused
  *              (-ESTALE), never applied twice.
@@ -42,6 +46,7 @@
 #include "common/redisx.h"
 #include "worker/httpc.h"
 #include "worker/provider.h"
+#include "worker/resilience.h"
 #include "worker/worker.h"
 
 #define FINISHERS 2
@@ -62,6 +67,8 @@ struct slot {
     int64_t started_ms;             /* monotonic */
     struct outcome out;
     bool have_outcome;
+    struct resilience_ticket ticket;    /* the provider call's fleet-wide slot (resilience.h) */
+    bool fallback_offline;              /* kill-switch on with BUDGET_FALLBACK_PROVIDER=offline */
 };
 
 struct engine {
@@ -74,6 +81,7 @@ struct engine {
     const char *model;              /* NULL for Azure */
     const char *provider_name;
     struct httpc *http;
+    struct resilience *res;         /* fleet-wide gates of a paid provider, else NULL */
 
     pthread_mutex_t slots_lock;     /* protects slots list, slot state/lost, nslots */
     pthread_cond_t slot_freed;
@@ -146,19 +154,50 @@ static void on_http_done(void *ud, const struct httpc_result *res)
     fin_push(e, s);
 }
 
-static void start_job(struct engine *e, struct slot *s)
+/* A fleet-wide gate said "not yet": hand the job back to wait in delayed
+ * (no attempt spent; it returns to the front of waiting when due). */
+static void defer_job(struct engine *e, struct queue *q, struct slot *s, long long wait_ms)
+{
+    pthread_mutex_lock(&e->slots_lock);
+    s->state = SLOT_RELEASED;        /* the renewer leaves it alone */
+    pthread_mutex_unlock(&e->slots_lock);
+    int rc = queue_release(q, s->job.id, s->job.token, wait_ms);
+    if (rc != 0 && rc != -ESTALE && rc != -ENOENT)
+        log_warn("cannot hand a throttled job back: it returns when its lease expires",
+                 LOG_STR("job_id", s->job.id), LOG_INT("rc", rc));
+    slot_finish(e, s);
+}
+
+/* Runs on the claimer thread, which lends its Redis connection and queue. */
+static void start_job(struct engine *e, struct redisx *rx, struct queue *q, struct slot *s)
 {
     if (!s->params_ok || e->offline) {
         fin_push(e, s);              /* finisher fails it, or runs offline generation */
         return;
     }
+    if (e->res) {
+        long long wait_ms = 0;
+        int v = resilience_acquire(e->res, rx, &s->params, &s->ticket, &wait_ms);
+        if (v == RESILIENCE_WAIT) {
+            log_debug("provider call deferred", LOG_STR("job_id", s->job.id), LOG_INT("wait_ms", wait_ms));
+            defer_job(e, q, s, wait_ms);
+            return;
+        }
+        if (v == RESILIENCE_OFFLINE) {
+            s->fallback_offline = true;
+            fin_push(e, s);
+            return;
+        }
+    }
     char *body = prompt_build_body(&s->params, e->model, (int)e->w->cfg->provider_max_tokens);
     if (!body)
         abort();
     const char *hdrs[1] = { e->auth_header };
+    s->ticket.sent = true;           /* before: the callback may run before httpc_post returns */
     int64_t id = httpc_post(e->http, e->url, hdrs, 1, body, on_http_done, s);
     if (id < 0) {
         /* shutting down: hand it back untouched */
+        s->ticket.sent = false;
         s->have_outcome = false;
         fin_push(e, s);
         return;
@@ -267,6 +306,9 @@ static void *finisher_main(void *arg)
             e->fin_tail = NULL;
         pthread_mutex_unlock(&e->fin_lock);
 
+        /* the call is over, whatever becomes of the job: give its slot back */
+        resilience_settle(e->res, rx, &s->ticket, s->have_outcome ? &s->out : NULL);
+
         pthread_mutex_lock(&e->slots_lock);
         bool mine = s->state == SLOT_RUNNING && !s->lost;
         if (mine)
@@ -276,7 +318,7 @@ static void *finisher_main(void *arg)
             slot_finish(e, s);
             continue;
         }
-        if (e->offline && s->params_ok && !s->have_outcome) {
+        if ((e->offline || s->fallback_offline) && s->params_ok && !s->have_outcome) {
             offline_generate(&s->params, &s->out);
             s->have_outcome = true;
         }
@@ -324,7 +366,8 @@ static void *claimer_main(void *arg)
             break;
 
         int want = free_slots > QUEUE_CLAIM_MAX ? QUEUE_CLAIM_MAX : (int)free_slots;
-        int n = queue_claim(q, want, e->paid ? QUEUE_CLAIM_PAID : 0, jobs);
+        bool paid = e->paid && !resilience_fallback_offline(e->res);
+        int n = queue_claim(q, want, paid ? QUEUE_CLAIM_PAID : 0, jobs);
         if (n < 0) {
             if (atomic_exchange(&w->redis_ok, false))
                 log_warn("cannot claim jobs: Redis unavailable", LOG_INT("rc", n),
@@ -361,7 +404,7 @@ static void *claimer_main(void *arg)
             atomic_store(&w->stats.current, cur);
             count_peak(w, cur);
             log_debug("job claimed", LOG_STR("job_id", s->job.id), LOG_INT("attempt", s->job.attempt));
-            start_job(e, s);
+            start_job(e, rx, q, s);
         }
     }
     free(jobs);
@@ -528,6 +571,12 @@ int engine_start(struct worker *w, struct engine **ret, char *err, size_t errlen
     if (rc)
         goto fail;
     if (!e->offline) {
+        e->res = resilience_new(w->cfg, e->provider_name);
+        if (!e->res) {
+            snprintf(err, errlen, "cannot set up the provider's fleet-wide limits");
+            rc = -ENOMEM;
+            goto fail;
+        }
         struct httpc_limits hl = {
             .max_reply_bytes = w->cfg->provider_max_reply_bytes,
             .timeout_ms = w->cfg->provider_timeout_ms,
@@ -644,6 +693,7 @@ void engine_free(struct engine *e)
         s->next->prev = s->prev;
         slot_free(s);
     }
+    resilience_free(e->res);
     pthread_cond_destroy(&e->slot_freed);
     pthread_mutex_destroy(&e->slots_lock);
     pthread_cond_destroy(&e->fin_cv);
