@@ -65,10 +65,11 @@ configure() {
     fi
     local mode=()
     if [[ -f $dir/build.ninja ]]; then
-        if [[ -f $stamp && $(cut -d' ' -f1 "$stamp") == "CC=$cc" ]]; then
-            mode=(--reconfigure)
-        else
+        # A directory configured by hand (no stamp) keeps its compiler.
+        if [[ -f $stamp && $(cut -d' ' -f1 "$stamp") != "CC=$cc" ]]; then
             mode=(--wipe)
+        else
+            mode=(--reconfigure)
         fi
     fi
     say "configuring $dir ($want)"
