@@ -26,7 +26,7 @@ RUN apt-get update \
         libmicrohttpd12 libhiredis0.14 libcurl4 libjson-c5 libpq5 libssl3 \
         ca-certificates \
  && rm -rf /var/lib/apt/lists/* \
- && useradd --system --uid 10001 --user-group --home-dir /app --no-create-home \
+ && useradd --uid 10001 --user-group --home-dir /app --no-create-home \
         --shell /usr/sbin/nologin flashgate
 WORKDIR /app
 COPY --from=builder /src/build/gateway/flashgate-gateway /src/build/worker/flashgate-worker /app/
