@@ -13,6 +13,23 @@
  * A stream has two references: the MHD response (dropped by its free
  * callback) and the request (dropped by stream_closed, which also unlinks it
  * from its topic).  Frames are shared by reference count.
+ *
+ * Queue bounds: SSE_MAX_QUEUE caps the frames queued for a client that does
+ * not read.  History is not pushed at that cap: a replay queues at most half
+ * of it and leaves need_replay set, and the reader fetches the next page
+ * once the client has taken the queued frames, so a catch-up longer than the
+ * cap (JOB_EVENTS_MAX > SSE_MAX_QUEUE, a user stream's many jobs) cannot
+ * overflow its own stream.  Live frames past the cap overflow it: the stream
+ * is cut at once (its socket is shut down, since a client that stops reading
+ * leaves the reader uncalled), and the client resumes from history by id.
+ * The socket is only touched under stream->lock while `closed` is false:
+ * libmicrohttpd calls the completion callback (stream_closed, which takes
+ * that lock) before it closes the descriptor.
+ *
+ * A replay that Redis refused is retried every REPLAY_RETRY_MS by the
+ * heartbeat thread (not only at the next heartbeat or live event), so a
+ * stream whose catch-up met a restarting Redis does not wait
+ * SSE_HEARTBEAT_MS for the events it missed.
  */
 #include "gateway/hub.h"
 
@@ -22,6 +39,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include <json-c/json.h>
 #include <microhttpd.h>
@@ -42,6 +60,8 @@
 #define SEEN_MAX 64                /* jobs tracked per user stream */
 #define STATS_LIST_MAX 100
 #define READER_BLOCK 4096
+#define REPLAY_RETRY_MS 250        /* a failed replay (Redis away) is retried this often */
+#define MAX_QUEUE_MIN 4            /* floor of SSE_MAX_QUEUE (see hub_new) */
 
 struct topic {
     struct topic *next;            /* bucket chain */
@@ -94,9 +114,10 @@ struct hub {
     atomic_long streams;
     atomic_bool draining;
     pthread_t hb_thread;
-    pthread_mutex_t hb_lock;       /* protects hb_stop */
-    pthread_cond_t hb_cv;
+    pthread_mutex_t hb_lock;       /* protects hb_stop, retry_at */
+    pthread_cond_t hb_cv;          /* CLOCK_MONOTONIC */
     bool hb_stop;
+    int64_t retry_at;              /* monotonic ms of the next replay retry sweep, 0 none */
 };
 
 /* ------------------------------------------------------------ topics */
@@ -210,14 +231,33 @@ static void wake(struct stream *s)
     }
 }
 
+/* The client fell SSE_MAX_QUEUE frames behind: end its stream now.  A
+ * suspended stream's reader ends it; otherwise libmicrohttpd is waiting for
+ * the socket to drain (and may wait HTTP_CONN_TIMEOUT_S), so shut the socket
+ * down.  Caller holds s->lock (see the file comment on the descriptor). */
+static void cut(struct stream *s)
+{
+    if (s->closed)
+        return;
+    if (s->suspended) {
+        wake(s);
+        return;
+    }
+    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(s->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+    if (ci)
+        shutdown(ci->connect_fd, SHUT_RDWR);
+}
+
 /* Append a frame (takes a reference).  Caller holds s->lock.  false on overflow. */
 static bool enqueue(struct stream *s, struct sse_frame *f)
 {
     if ((long)s->qlen >= s->hub->max_queue) {
-        if (!s->overflow)
+        if (!s->overflow) {
             log_info("SSE client too slow: closing its stream", LOG_STR("job_id", s->job_id),
                      LOG_INT("queued", s->qlen));
-        s->overflow = true;
+            s->overflow = true;
+            cut(s);
+        }
         return false;
     }
     if (s->qlen == s->qcap) {
@@ -286,9 +326,22 @@ static void deliver(struct stream *s, struct sse_frame *f)
     wake(s);
 }
 
-/* Re-read history after each tracked job's last id.  Reader thread, no lock held. */
+/* Ask the heartbeat thread to wake streams whose replay failed, soon. */
+static void retry_later(struct hub *h)
+{
+    pthread_mutex_lock(&h->hb_lock);
+    if (!h->retry_at) {
+        h->retry_at = clock_mono_ms() + REPLAY_RETRY_MS;
+        pthread_cond_signal(&h->hb_cv);
+    }
+    pthread_mutex_unlock(&h->hb_lock);
+}
+
+/* Re-read history after each tracked job's last id, at most a page (half of
+ * SSE_MAX_QUEUE queued) at a time.  Reader thread, no lock held. */
 static void replay(struct stream *s)
 {
+    size_t page = s->hub->max_queue / 2 > 0 ? (size_t)(s->hub->max_queue / 2) : 1;
     struct target {
         char job_id[JOB_ID_MAX + 1];
         long long after;
@@ -317,8 +370,8 @@ static void replay(struct stream *s)
         }
         pthread_mutex_unlock(&s->lock);
 
-        bool failed = false;
-        for (size_t i = 0; i < n && !failed; i++) {
+        bool failed = false, more = false;
+        for (size_t i = 0; i < n && !failed && !more; i++) {
             struct job_event_list l = { 0 };
             if (queue_events_since(jobs_queue(), tg[i].job_id, tg[i].after, &l) != 0) {
                 failed = true;
@@ -331,6 +384,10 @@ static void replay(struct stream *s)
             for (size_t k = 0; last && k < l.n; k++) {
                 if (l.v[k].seq <= *last)
                     continue;
+                if (s->qlen >= page) {
+                    more = true;   /* the rest after the client has taken these */
+                    break;
+                }
                 struct sse_frame *f = sse_frame_from_event(&l.v[k]);
                 if (!f)
                     abort();
@@ -344,10 +401,12 @@ static void replay(struct stream *s)
         }
         pthread_mutex_lock(&s->lock);
         s->replaying = false;
-        if (failed)
-            s->need_replay = true; /* Redis away: retry on the next wake (heartbeat) */
-        bool again = s->need_replay && !failed;
+        if (failed || more)
+            s->need_replay = true; /* Redis away: retried soon; more: next page */
+        bool again = s->need_replay && !failed && !more;
         pthread_mutex_unlock(&s->lock);
+        if (failed)
+            retry_later(s->hub);
         if (!again)
             break;
     }
@@ -583,7 +642,8 @@ void hub_drain(struct hub *h)
 /* ------------------------------------------------------------ heartbeats */
 
 struct hb_ctx {
-    struct topic *last_topic;
+    struct topic *last_topic;      /* with its name: a freed topic's address may be reused */
+    char last_name[TOPIC_MAX];
     struct sse_frame *frame;
     char iso[CLOCK_ISO_LEN];
 };
@@ -591,7 +651,7 @@ struct hb_ctx {
 static void heartbeat_one(struct stream *s, struct topic *t, void *ud)
 {
     struct hb_ctx *c = ud;
-    if (t != c->last_topic) {      /* one shared frame per topic */
+    if (t != c->last_topic || strcmp(t->name, c->last_name) != 0) {   /* one shared frame per topic */
         sse_frame_unref(c->frame);
         char data[1800], id[6 * JOB_USER_MAX + 8];
         jsonx_escape(t->name + 2, id, sizeof(id));
@@ -602,6 +662,7 @@ static void heartbeat_one(struct stream *s, struct topic *t, void *ud)
                      id, t->n, c->iso);
         c->frame = sse_frame_event("heartbeat", data, strlen(data), 0, NULL);
         c->last_topic = t;
+        memcpy(c->last_name, t->name, sizeof(c->last_name));
     }
     if (s->closed || s->end_after_flush || !c->frame)
         return;
@@ -610,29 +671,51 @@ static void heartbeat_one(struct stream *s, struct topic *t, void *ud)
     wake(s);                       /* also retries a replay that Redis refused */
 }
 
+static void retry_one(struct stream *s, struct topic *t, void *ud)
+{
+    (void)t;
+    (void)ud;
+    if (s->need_replay && !s->replaying && !s->end_after_flush)
+        wake(s);
+}
+
+/* Heartbeats every SSE_HEARTBEAT_MS; in between, replay retry sweeps when asked. */
 static void *heartbeat_main(void *arg)
 {
     struct hub *h = arg;
-    long every = (long)h->gw->cfg->sse_heartbeat_ms;
+    int64_t every = (int64_t)h->gw->cfg->sse_heartbeat_ms;
+    int64_t next_hb = clock_mono_ms() + every;
     pthread_mutex_lock(&h->hb_lock);
     while (!h->hb_stop) {
+        int64_t now = clock_mono_ms();
+        bool hb = now >= next_hb, retry = h->retry_at && now >= h->retry_at;
+        if (hb || retry) {
+            if (hb)
+                next_hb = now + every;
+            h->retry_at = 0;
+            pthread_mutex_unlock(&h->hb_lock);
+            if (hb) {                  /* wakes every stream: also retries replays */
+                struct hb_ctx c = { 0 };
+                clock_iso8601(clock_now_ms(), c.iso);
+                for_each_stream(h, heartbeat_one, &c);
+                sse_frame_unref(c.frame);
+            } else {
+                for_each_stream(h, retry_one, NULL);
+            }
+            pthread_mutex_lock(&h->hb_lock);
+            continue;
+        }
+        int64_t until = h->retry_at && h->retry_at < next_hb ? h->retry_at : next_hb;
         struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        ts.tv_sec += every / 1000;
-        ts.tv_nsec += (every % 1000) * 1000000L;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        int64_t wait_ms = until - now;
+        ts.tv_sec += wait_ms / 1000;
+        ts.tv_nsec += (wait_ms % 1000) * 1000000L;
         if (ts.tv_nsec >= 1000000000L) {
             ts.tv_sec++;
             ts.tv_nsec -= 1000000000L;
         }
         pthread_cond_timedwait(&h->hb_cv, &h->hb_lock, &ts);
-        if (h->hb_stop)
-            break;
-        pthread_mutex_unlock(&h->hb_lock);
-        struct hb_ctx c = { 0 };
-        clock_iso8601(clock_now_ms(), c.iso);
-        for_each_stream(h, heartbeat_one, &c);
-        sse_frame_unref(c.frame);
-        pthread_mutex_lock(&h->hb_lock);
     }
     pthread_mutex_unlock(&h->hb_lock);
     return NULL;
@@ -646,11 +729,17 @@ struct hub *hub_new(struct gw *gw)
     if (!h)
         return NULL;
     h->gw = gw;
-    h->max_queue = (long)gw->cfg->sse_max_queue;
+    /* at least the stream's first frames (retry:, connected) and a little
+     * room: a smaller cap would cut every stream as it opens */
+    h->max_queue = gw->cfg->sse_max_queue < MAX_QUEUE_MIN ? MAX_QUEUE_MIN : (long)gw->cfg->sse_max_queue;
     for (size_t i = 0; i < SHARDS; i++)
         pthread_mutex_init(&h->shards[i].lock, NULL);
     pthread_mutex_init(&h->hb_lock, NULL);
-    pthread_cond_init(&h->hb_cv, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&h->hb_cv, &ca);
+    pthread_condattr_destroy(&ca);
     if (pthread_create(&h->hb_thread, NULL, heartbeat_main, h) != 0) {
         free(h);
         return NULL;
