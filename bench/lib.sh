@@ -243,29 +243,35 @@ fg_start_worker() {
 
 # fg_stop_pid PID NAME: SIGTERM, wait up to FG_STOP_GRACE_S, then SIGKILL.
 fg_stop_pid() {
-    local pid=$1 name=$2
-    fg_alive "$pid" || { wait "$pid" 2>/dev/null || true; return 0; }
-    kill -TERM "$pid" 2>/dev/null || true
-    local deadline=$((SECONDS + FG_STOP_GRACE_S))
-    while fg_alive "$pid" && ((SECONDS < deadline)); do
-        # A zombie child still answers kill -0 until reaped: reap it if done.
-        [[ $(ps -o stat= -p "$pid" 2>/dev/null) == Z* ]] && break
-        sleep 0.05
-    done
-    if fg_alive "$pid" && [[ $(ps -o stat= -p "$pid" 2>/dev/null) != Z* ]]; then
-        fg_log "$name (pid $pid) ignored SIGTERM for ${FG_STOP_GRACE_S}s: killing it"
-        kill -KILL "$pid" 2>/dev/null || true
+    local pid=$1 name=$2 i
+    if fg_alive "$pid"; then
+        kill -TERM "$pid" 2>/dev/null || true
+        local deadline=$((SECONDS + FG_STOP_GRACE_S))
+        while fg_alive "$pid" && ((SECONDS < deadline)); do
+            # A zombie child still answers kill -0 until reaped: it is done.
+            [[ $(ps -o stat= -p "$pid" 2>/dev/null) == Z* ]] && break
+            sleep 0.05
+        done
+        if fg_alive "$pid" && [[ $(ps -o stat= -p "$pid" 2>/dev/null) != Z* ]]; then
+            fg_log "$name (pid $pid) ignored SIGTERM for ${FG_STOP_GRACE_S}s: killing it"
+            kill -KILL "$pid" 2>/dev/null || true
+        fi
     fi
     wait "$pid" 2>/dev/null || true
+    # Forget it, so the cleanup trap never signals a reused pid.
+    for i in "${!FG_PIDS[@]}"; do
+        [[ ${FG_PIDS[i]} == "$pid" ]] && unset 'FG_PIDS[i]' 'FG_NAMES[i]'
+    done
+    return 0
 }
 
 # The trap: everything this script started, newest first.
 fg_cleanup() {
     local rc=$?
     trap - EXIT INT TERM
-    local i
-    for ((i = ${#FG_PIDS[@]} - 1; i >= 0; i--)); do
-        fg_stop_pid "${FG_PIDS[i]}" "${FG_NAMES[i]}"
+    local i idx=("${!FG_PIDS[@]}")
+    for ((i = ${#idx[@]} - 1; i >= 0; i--)); do
+        fg_stop_pid "${FG_PIDS[idx[i]]}" "${FG_NAMES[idx[i]]}"
     done
     FG_PIDS=()
     FG_NAMES=()
