@@ -347,8 +347,9 @@ START_TEST(worker_sigkill)
 }
 END_TEST
 
-/* A worker frozen past its lease loses the job to another; when it thaws,
- * its late answer (different from the winner's) must not be written. */
+/* A worker frozen past its lease loses the job to another.  It thaws while
+ * the new holder's call is still running: its late answer (different from
+ * the winner's) must be refused then, and again never written after. */
 START_TEST(worker_stalled)
 {
     struct pl_world w;
@@ -358,31 +359,30 @@ START_TEST(worker_stalled)
     pl_start_worker(&w, 0, wenv);
     pl_fake_script(&w, "[{\"action\":\"bad_content\",\"delayMs\":1500,\"content\":"
                        "\"{\\\"flashcards\\\":[{\\\"front\\\":\\\"STALE-ANSWER\\\",\\\"back\\\":\\\"late\\\","
-                       "\\\"topic\\\":\\\"x\\\",\\\"difficulty\\\":\\\"beginner\\\",\\\"example\\\":\\\"e\\\"}]}\"}]");
+                       "\\\"topic\\\":\\\"x\\\",\\\"difficulty\\\":\\\"beginner\\\",\\\"example\\\":\\\"e\\\"}]}\"},"
+                       "{\"action\":\"ok\",\"delayMs\":4000}]");
     struct json_object *acc = pl_submit_new(&w, PL_FLASHCARDS, "stalled");
     const char *id = pl_jstr(acc, "jobId");
 
     pl_fake_wait_inflight(&w, 1, 10000);
     ck_assert_int_eq(fx_proc_signal(&w.wk[0], SIGSTOP), 0);
     pl_start_worker(&w, 1, wenv);
-    struct json_object *st = pl_wait_state(&w, id, "completed", 20000);
-    long long completed_at = pl_jint(st, "completedAt");
-    char *winner = strdup(json_object_to_json_string(pl_jp(st, "result")));
-    json_object_put(st);
-    ck_assert_msg(!strstr(winner, "STALE-ANSWER"), "the frozen worker's answer won: %s", winner);
 
-    /* The fake answered the frozen worker's call (its socket holds the
-     * answer); thaw it and wait until it let go of the job. */
+    /* Wait until the new worker's call has arrived (the lease ran out) and
+     * the fake has answered the frozen worker's call (its socket holds the
+     * stale answer). */
     int64_t deadline = clock_mono_ms() + 10000;
     for (;;) {
         struct json_object *fs = pl_fake_stats(&w);
-        bool answered = json_object_is_type(pl_jp(fs, "arrivals.0.status"), json_type_int);
+        bool ready = pl_jint(fs, "requests") >= 2 &&
+                     json_object_is_type(pl_jp(fs, "arrivals.0.status"), json_type_int);
         json_object_put(fs);
-        if (answered)
+        if (ready)
             break;
-        ck_assert(clock_mono_ms() < deadline);
+        ck_assert_msg(clock_mono_ms() < deadline, "the second worker never called the provider");
         clock_sleep_ms(PL_POLL_MS);
     }
+    /* Thaw it while the job is active under the new worker's attempt. */
     ck_assert_int_eq(fx_proc_signal(&w.wk[0], SIGCONT), 0);
     deadline = clock_mono_ms() + 10000;
     for (;;) {
@@ -395,10 +395,16 @@ START_TEST(worker_stalled)
         ck_assert_msg(clock_mono_ms() < deadline, "the thawed worker still holds the job");
         clock_sleep_ms(PL_POLL_MS);
     }
+    long sst;
+    struct json_object *st = pl_status(&w, id, PL_USER, &sst);
+    ck_assert_msg(!strcmp(pl_jstr(st, "status"), "active"), "after the stale report: %s",
+                  json_object_to_json_string(st));
+    ck_assert_int_eq(pl_jint(st, "attemptsMade"), 2);
+    json_object_put(st);
 
-    st = pl_wait_state(&w, id, "completed", 0);
-    ck_assert_int_eq(pl_jint(st, "completedAt"), completed_at);
-    ck_assert_str_eq(json_object_to_json_string(pl_jp(st, "result")), winner);
+    st = pl_wait_state(&w, id, "completed", 20000);
+    const char *result = json_object_to_json_string(pl_jp(st, "result"));
+    ck_assert_msg(!strstr(result, "STALE-ANSWER"), "the frozen worker's answer was written: %s", result);
     json_object_put(st);
     ck_assert_int_eq(pl_history_count(&w, id, "completed"), 1);
     struct pl_stream s;
@@ -407,7 +413,10 @@ START_TEST(worker_stalled)
     ck_assert(!strstr(json_object_to_json_string(s.ev[s.n - 1].data), "STALE-ANSWER"));
     pl_stream_done(&s);
     ck_assert_int_eq(pl_qstat(&w, "completed"), 1);
-    free(winner);
+    long hst;
+    struct json_object *h = pl_get_json(w.wk_base[0], "/health", NULL, &hst);
+    ck_assert_int_eq(pl_jint(h, "stats.succeeded"), 0);
+    json_object_put(h);
     json_object_put(acc);
     pl_stop(&w);
 }
@@ -527,6 +536,29 @@ END_TEST
 #define RESTART_BEFORE 20
 #define RESTART_AFTER  10
 
+/* Poll job-status until completed.  A 503 is tolerated: after a Redis
+ * restart each gateway pool thread fails its first command on its dead
+ * connection (redisx reconnects on the next call, after a backoff), so a
+ * client may see 503 REDIS_UNAVAILABLE once per thread even though Redis is
+ * back.  The test checks below that this passes. */
+static void wait_completed_through_503(struct pl_world *w, const char *id, int timeout_ms)
+{
+    int64_t deadline = clock_mono_ms() + timeout_ms;
+    for (;;) {
+        long st;
+        struct json_object *o = pl_status(w, id, PL_USER, &st);
+        ck_assert_msg(st == 200 || st == 503, "job-status %s: %ld %s", id, st, json_object_to_json_string(o));
+        const char *s = st == 200 ? pl_jstr(o, "status") : "";
+        bool done = !strcmp(s, "completed");
+        ck_assert_msg(strcmp(s, "failed") != 0, "job %s failed: %s", id, json_object_to_json_string(o));
+        json_object_put(o);
+        if (done)
+            return;
+        ck_assert_msg(clock_mono_ms() < deadline, "job %s not completed", id);
+        clock_sleep_ms(PL_POLL_MS);
+    }
+}
+
 START_TEST(redis_restart)
 {
     struct pl_world w;
@@ -571,10 +603,18 @@ START_TEST(redis_restart)
     }
 
     for (int i = 0; i < RESTART_BEFORE + RESTART_AFTER; i++) {
-        json_object_put(pl_wait_state(&w, ids[i], "completed", 45000));
+        wait_completed_through_503(&w, ids[i], 45000);
         ck_assert_int_eq(pl_history_count(&w, ids[i], "completed"), 1);
-        free(ids[i]);
     }
+    /* recovered: every pool thread answers again (HTTP_THREADS=4) */
+    for (int i = 0; i < 16; i++) {
+        long st;
+        struct json_object *o = pl_status(&w, ids[i % RESTART_BEFORE], PL_USER, &st);
+        ck_assert_msg(st == 200, "job-status after recovery: %ld %s", st, json_object_to_json_string(o));
+        json_object_put(o);
+    }
+    for (int i = 0; i < RESTART_BEFORE + RESTART_AFTER; i++)
+        free(ids[i]);
     ck_assert_int_eq(pl_qstat(&w, "waiting"), 0);
     ck_assert_int_eq(pl_qstat(&w, "active"), 0);
     ck_assert_int_eq(pl_qstat(&w, "failed"), 0);
