@@ -197,8 +197,8 @@ void resilience_setup(struct gw *gw)
 
 /* ------------------------------------------------------------ circuit breakers */
 
-static struct json_object *breaker_json(enum gates_provider p, const struct gates_breaker *b,
-                                        const struct gates_breaker_cfg *cb)
+struct json_object *resilience_breaker_json(enum gates_provider p, const struct gates_breaker *b,
+                                           const struct gates_breaker_cfg *cb)
 {
     bool half = strcmp(b->state, "HALF_OPEN") == 0, closed = strcmp(b->state, "CLOSED") == 0;
     struct json_object *o = json_object_new_object();
@@ -236,7 +236,7 @@ static int h_breakers(struct req *r)
             return reply_redis_down(r);
         }
         json_object_object_add(all, gates_provider_name((enum gates_provider)p),
-                               breaker_json((enum gates_provider)p, &b, &cb));
+                               resilience_breaker_json((enum gates_provider)p, &b, &cb));
     }
     struct json_object *o = json_object_new_object();
     json_object_object_add(o, "success", json_object_new_boolean(1));
@@ -275,6 +275,30 @@ static int h_breaker_reset(struct req *r)
 
 /* ------------------------------------------------------------ budget */
 
+struct json_object *resilience_budget_json(const struct config *c, const struct gates_budget *b,
+                                          long long queue_depth)
+{
+    struct json_object *bo = json_object_new_object();
+    json_object_object_add(bo, "killSwitchActive", json_object_new_boolean(b->kill_switch));
+    json_object_object_add(bo, "killSwitchReason", b->kill_switch ? json_object_new_string(b->reason) : NULL);
+    json_object_object_add(bo, "killSwitchSource", b->kill_switch ? json_object_new_string(b->source) : NULL);
+    json_object_object_add(bo, "killSwitchSince", b->kill_switch ? ms_or_null(b->since_ms) : NULL);
+    json_object_object_add(bo, "killSwitchExpiresAt", b->kill_switch ? ms_or_null(b->switch_expires_ms) : NULL);
+    json_object_object_add(bo, "monthlyLimit", usd_json(b->limit));
+    json_object_object_add(bo, "monthlyLimitSource", json_object_new_string(b->limit_overridden ? "operator"
+                                                                                                 : "configuration"));
+    json_object_object_add(bo, "spentThisMonth", usd_json(b->spent));
+    json_object_object_add(bo, "reservedInFlight", usd_json(b->reserved));
+    json_object_object_add(bo, "percentUsed",
+                           json_object_new_int64(b->limit > 0 ? (b->spent * 100) / b->limit : (b->spent > 0 ? 100 : 0)));
+    json_object_object_add(bo, "alertPct", json_object_new_int64(c->budget_alert_pct));
+    json_object_object_add(bo, "month", json_object_new_string(b->month));
+    json_object_object_add(bo, "providerCalls", json_object_new_int64(b->calls));
+    json_object_object_add(bo, "currency", json_object_new_string("USD"));
+    json_object_object_add(bo, "queueDepth", json_object_new_int64(queue_depth));
+    return bo;
+}
+
 static int h_budget_status(struct req *r)
 {
     const struct config *c = r->gw->cfg;
@@ -283,26 +307,9 @@ static int h_budget_status(struct req *r)
     if (gates_budget_status(redisx_thread(), c->budget_monthly_limit, c->cb_open_ms, &b) != 0 ||
         queue_stats(jobs_queue(), &qs) != 0)
         return reply_redis_down(r);
-    struct json_object *o = json_object_new_object(), *bo = json_object_new_object();
-    json_object_object_add(bo, "killSwitchActive", json_object_new_boolean(b.kill_switch));
-    json_object_object_add(bo, "killSwitchReason", b.kill_switch ? json_object_new_string(b.reason) : NULL);
-    json_object_object_add(bo, "killSwitchSource", b.kill_switch ? json_object_new_string(b.source) : NULL);
-    json_object_object_add(bo, "killSwitchSince", b.kill_switch ? ms_or_null(b.since_ms) : NULL);
-    json_object_object_add(bo, "killSwitchExpiresAt", b.kill_switch ? ms_or_null(b.switch_expires_ms) : NULL);
-    json_object_object_add(bo, "monthlyLimit", usd_json(b.limit));
-    json_object_object_add(bo, "monthlyLimitSource", json_object_new_string(b.limit_overridden ? "operator"
-                                                                                                 : "configuration"));
-    json_object_object_add(bo, "spentThisMonth", usd_json(b.spent));
-    json_object_object_add(bo, "reservedInFlight", usd_json(b.reserved));
-    json_object_object_add(bo, "percentUsed",
-                           json_object_new_int64(b.limit > 0 ? (b.spent * 100) / b.limit : (b.spent > 0 ? 100 : 0)));
-    json_object_object_add(bo, "alertPct", json_object_new_int64(c->budget_alert_pct));
-    json_object_object_add(bo, "month", json_object_new_string(b.month));
-    json_object_object_add(bo, "providerCalls", json_object_new_int64(b.calls));
-    json_object_object_add(bo, "currency", json_object_new_string("USD"));
-    json_object_object_add(bo, "queueDepth", json_object_new_int64(qs.waiting + qs.delayed));
+    struct json_object *o = json_object_new_object();
     json_object_object_add(o, "success", json_object_new_boolean(1));
-    json_object_object_add(o, "budget", bo);
+    json_object_object_add(o, "budget", resilience_budget_json(c, &b, qs.waiting + qs.delayed));
     add_timestamp(o);
     return reply_json(r, MHD_HTTP_OK, o);
 }

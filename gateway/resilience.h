@@ -7,7 +7,11 @@
 #ifndef GATEWAY_RESILIENCE_H
 #define GATEWAY_RESILIENCE_H
 
+#include "common/gates.h"
+
+struct config;
 struct gw;
+struct json_object;
 struct router;
 
 /* Once, from app_init before the daemon starts: sets gw->admit_request
@@ -18,5 +22,15 @@ void resilience_setup(struct gw *gw);
  * GET  /api/admin/budget/status, POST /api/admin/budget/kill-switch,
  * POST /api/admin/budget/set-limit, GET /api/rate-limits/status (all admin). */
 void routes_resilience(struct router *rt);
+
+/* The JSON objects of GET /api/circuit-breakers/status ("circuitBreakers"
+ * members) and GET /api/admin/budget/status ("budget"), for the other
+ * operator endpoints that show them (metrics.c).  New objects, owned by the
+ * caller; any thread (json-c trees stay in the thread that built them). */
+struct json_object *resilience_breaker_json(enum gates_provider p, const struct gates_breaker *b,
+                                           const struct gates_breaker_cfg *cb);
+/* queue_depth: waiting + delayed jobs. */
+struct json_object *resilience_budget_json(const struct config *c, const struct gates_budget *b,
+                                          long long queue_depth);
 
 #endif
