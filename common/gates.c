@@ -7,11 +7,11 @@
  *
  * Key layout (P = QUEUE_KEY_PREFIX, "fg:{ai-jobs}:"):
  *   P cb:<provider>              HASH   breaker
- *   P thr:<provider>             HASH   GCRA TAT, wait hint, TPM sum, call average
+ *   P thr:<provider>             HASH   GCRA TAT, wait hint, call average, limits last used
  *   P thr:<provider>:leases      ZSET   lease id -> expiry ms (<= max concurrent)
  *   P thr:<provider>:lease       HASH   lease id -> reservation
  *   P thr:<provider>:tpm         ZSET   lease id -> admission ms (last 60 s)
- *   P thr:<provider>:tpmtok      HASH   lease id -> tokens
+ *   P thr:<provider>:tpmtok      HASH   lease id -> tokens, and _sum (expires with the window)
  *   P budget:killswitch          HASH   QUEUE_KILLSWITCH_KEY: reason, source, since
  *   P budget:limit               HASH   operator's monthly limit and the configured one it replaces
  *   P budget:month:<YYYY-MM>     HASH   spent, reserved, calls
@@ -492,6 +492,7 @@ int gates_throttle_status(struct redisx *r, enum gates_provider p, struct gates_
     add_key(&a, "thr:", name, "");
     add_key(&a, "thr:", name, ":leases");
     add_key(&a, "thr:", name, ":tpm");
+    add_key(&a, "thr:", name, ":tpmtok");
     int rc;
     redisReply *rep = run(r, S_THR_STATUS, &a, 8, &rc);
     if (!rep)

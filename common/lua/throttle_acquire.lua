@@ -41,9 +41,9 @@ local cb = cb_load(K_CB)
 expire_leases(K_LEASES, K_LEASE, cb, K_KS, limit, c.open_ms)
 cb_advance(cb)
 
-local thr = redis.call('HMGET', K_THR, 'tat', 'hint', 'tpm_sum', 'avg_ms')
-local tat, hint = num(thr[1], 0), num(thr[2], 0)
-local tpm_sum, avg_ms = num(thr[3], 0), num(thr[4], 1000)
+local thr = redis.call('HMGET', K_THR, 'tat', 'hint', 'avg_ms')
+local tat, hint, avg_ms = num(thr[1], 0), num(thr[2], 0), num(thr[3], 1000)
+local tpm_sum = 0
 
 local function clamp(x, lo, hi) if x < lo then return lo elseif x > hi then return hi end return x end
 
@@ -82,17 +82,23 @@ end
 -- 4. RPM (GCRA, no burst)
 if tat > NOW_US then return wait('rpm', math.ceil(tat / 1000), true) end
 
--- 5. TPM (sliding 60 s sum): drop what left the window, then check
+-- 5. TPM (sliding 60 s sum; the sum is the '_sum' field of the tokens hash,
+--    so it expires with the window's entries): drop what left the window, then check
 if tpm > 0 then
-  local old = redis.call('ZRANGEBYSCORE', K_TPM, '-inf', NOW - 60000)
-  for _, m in ipairs(old) do
-    tpm_sum = tpm_sum - num(redis.call('HGET', K_TPMTOK, m), 0)
-    redis.call('HDEL', K_TPMTOK, m)
+  tpm_sum = num(redis.call('HGET', K_TPMTOK, '_sum'), 0)
+  local removed = 0
+  repeat
+    local old = redis.call('ZRANGEBYSCORE', K_TPM, '-inf', NOW - 60000, 'LIMIT', 0, 500)
+    if #old > 0 then
+      for _, v in ipairs(redis.call('HMGET', K_TPMTOK, unpack(old))) do removed = removed + num(v, 0) end
+      redis.call('HDEL', K_TPMTOK, unpack(old))
+      redis.call('ZREM', K_TPM, unpack(old))
+    end
+  until #old < 500
+  if removed > 0 then
+    tpm_sum = redis.call('HINCRBY', K_TPMTOK, '_sum', -removed)
   end
-  if #old > 0 then redis.call('ZREMRANGEBYSCORE', K_TPM, '-inf', NOW - 60000) end
-  -- an empty window holds nothing, whatever a stale sum says
-  if tpm_sum < 0 or redis.call('ZCARD', K_TPM) == 0 then tpm_sum = 0 end
-  redis.call('HSET', K_THR, 'tpm_sum', int(tpm_sum))
+  if tpm_sum < 0 then tpm_sum = 0 end
   if tpm_sum > 0 and tpm_sum + est_tokens > tpm then
     -- earliest time enough of the window's tokens have left it
     local need = tpm_sum + est_tokens - tpm
@@ -142,7 +148,7 @@ redis.call('HSET', K_LEASE, id, ym .. '|' .. int(est_cost) .. '|' .. int(est_tok
 if tpm > 0 then
   redis.call('ZADD', K_TPM, NOW, id)
   redis.call('HSET', K_TPMTOK, id, int(est_tokens))
-  redis.call('HSET', K_THR, 'tpm_sum', int(tpm_sum + est_tokens))
+  redis.call('HINCRBY', K_TPMTOK, '_sum', est_tokens)
   redis.call('PEXPIRE', K_TPM, 61000)
   redis.call('PEXPIRE', K_TPMTOK, 61000)
 end

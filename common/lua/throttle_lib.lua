@@ -112,7 +112,8 @@ local function cb_load(k)
                        'probes_out', 'probes_ok')
   return { key = k, state = r[1] or 'CLOSED', gen = num(r[2], 0), consec = num(r[3], 0),
            win = r[4] or '', opened_at = num(r[5], 0), next_retry_at = num(r[6], 0),
-           probes_out = num(r[7], 0), probes_ok = num(r[8], 0), dirty = false }
+           probes_out = num(r[7], 0), probes_ok = num(r[8], 0), dirty = false,
+           exists = r[1] ~= false }
 end
 
 local function cb_save(cb)
@@ -162,10 +163,13 @@ local function cb_record(cb, gen, kind, c)
   if cb.state == 'CLOSED' then
     if kind == 'none' then return end
     local fault = kind == 'fault'
-    cb.win = cb.win .. (fault and '1' or '0')
-    if #cb.win > c.window then cb.win = string.sub(cb.win, #cb.win - c.window + 1) end
-    if fault then cb.consec = cb.consec + 1 else cb.consec = 0 end
-    cb.dirty = true
+    local win, consec = cb.win .. (fault and '1' or '0'), 0
+    if #win > c.window then win = string.sub(win, #win - c.window + 1) end
+    if fault then consec = cb.consec + 1 end
+    -- a healthy provider's full window of successes stays as it is: no write
+    if win ~= cb.win or consec ~= cb.consec or not cb.exists then
+      cb.win, cb.consec, cb.dirty = win, consec, true
+    end
     local n = #cb.win
     if cb.consec >= c.threshold or
        (n >= c.min_calls and cb_failures(cb.win) * 100 >= c.rate_pct * n) then

@@ -33,14 +33,16 @@ if l and redis.call('ZREM', K_LEASES, id) == 1 then
     local old = redis.call('HGET', K_TPMTOK, id)
     if old then
       redis.call('HSET', K_TPMTOK, id, int(tokens))
-      redis.call('HINCRBY', K_THR, 'tpm_sum', tokens - tonumber(old))
+      redis.call('HINCRBY', K_TPMTOK, '_sum', tokens - tonumber(old))
     end
   end
-  -- duration average (for how long a wait for a slot should be)
+  -- duration average (for how long a wait for a slot should be), kept in
+  -- integer ms with rounding so that it moves for any change of 3 ms or more
   local dur = NOW - l.start
   if dur >= 0 then
     local avg = num(redis.call('HGET', K_THR, 'avg_ms'), dur)
-    redis.call('HSET', K_THR, 'avg_ms', int(math.floor(avg * 0.8 + dur * 0.2)))
+    local new = math.floor(avg * 0.8 + dur * 0.2 + 0.5)
+    if new ~= avg then redis.call('HSET', K_THR, 'avg_ms', int(new)) end
   end
   local charge = cost
   if charge < 0 then charge = l.cost end
