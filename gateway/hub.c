@@ -59,7 +59,11 @@
 #define TOPIC_MAX (2 + JOB_USER_MAX + 1)
 #define SEEN_MAX 64                /* jobs tracked per user stream */
 #define STATS_LIST_MAX 100
-#define READER_BLOCK 4096
+/* libmicrohttpd's buffer in each stream's response object (allocated and
+ * zeroed per stream).  Only an unchunked (HTTP/1.0) stream reads through it;
+ * chunked streams write into the connection's memory pool.  Small: it was
+ * 4 KiB of every stream's RSS (bench/sse.sh, docs/benchmarks.md). */
+#define READER_BLOCK 256
 #define REPLAY_RETRY_MS 250        /* a failed replay (Redis away) is retried this often */
 #define MAX_QUEUE_MIN 4            /* floor of SSE_MAX_QUEUE (see hub_new) */
 
@@ -85,8 +89,6 @@ struct stream {
     struct hub *hub;
     struct MHD_Connection *conn;
     bool user_stream;
-    char user_id[JOB_USER_MAX + 1];
-    char job_id[JOB_ID_MAX + 1];   /* job streams */
 
     /* shard lock */
     struct stream *tnext, *tprev;
@@ -105,6 +107,7 @@ struct stream {
     struct sse_frame **q;          /* ring of frames */
     size_t qhead, qlen, qcap;
     size_t qoff;                   /* bytes of q[qhead] already sent */
+    char id[];                     /* the topic's id: job id (job streams) or user id */
 };
 
 struct hub {
@@ -153,7 +156,7 @@ static void topic_name(char *out, bool user, const char *id)
 static void subscribe(struct hub *h, struct stream *s)
 {
     char name[TOPIC_MAX];
-    topic_name(name, s->user_stream, s->user_stream ? s->user_id : s->job_id);
+    topic_name(name, s->user_stream, s->id);
     size_t b;
     struct shard *sh = shard_of(h, name, &b);
     pthread_mutex_lock(&sh->lock);
@@ -179,7 +182,7 @@ static void subscribe(struct hub *h, struct stream *s)
 static void unsubscribe(struct hub *h, struct stream *s)
 {
     char name[TOPIC_MAX];
-    topic_name(name, s->user_stream, s->user_stream ? s->user_id : s->job_id);
+    topic_name(name, s->user_stream, s->id);
     size_t b;
     struct shard *sh = shard_of(h, name, &b);
     pthread_mutex_lock(&sh->lock);
@@ -253,7 +256,7 @@ static bool enqueue(struct stream *s, struct sse_frame *f)
 {
     if ((long)s->qlen >= s->hub->max_queue) {
         if (!s->overflow) {
-            log_info("SSE client too slow: closing its stream", LOG_STR("job_id", s->job_id),
+            log_info("SSE client too slow: closing its stream", LOG_STR("job_id", s->user_stream ? "" : s->id),
                      LOG_INT("queued", s->qlen));
             s->overflow = true;
             cut(s);
@@ -365,7 +368,7 @@ static void replay(struct stream *s)
                 tg[n++].after = s->seen[i].seq;
             }
         } else {
-            memcpy(tg[0].job_id, s->job_id, sizeof(tg[0].job_id));
+            snprintf(tg[0].job_id, sizeof(tg[0].job_id), "%s", s->id);
             tg[n++].after = s->last_seq;
         }
         pthread_mutex_unlock(&s->lock);
@@ -478,16 +481,18 @@ static struct stream *open_stream(struct hub *h, struct MHD_Connection *c, bool 
 {
     if (atomic_load(&h->draining))
         return NULL;
-    struct stream *s = calloc(1, sizeof(*s));
+    const char *id = user ? user_id : job_id;
+    size_t idlen = strlen(id);
+    if (idlen > (user ? JOB_USER_MAX : JOB_ID_MAX))
+        return NULL;
+    struct stream *s = calloc(1, sizeof(*s) + idlen + 1);   /* sized to the id: memory per stream */
     if (!s)
         return NULL;
     atomic_init(&s->ref, 2);      /* response + request */
     s->hub = h;
     s->conn = c;
     s->user_stream = user;
-    snprintf(s->user_id, sizeof(s->user_id), "%s", user_id);
-    if (job_id)
-        snprintf(s->job_id, sizeof(s->job_id), "%s", job_id);
+    memcpy(s->id, id, idlen + 1);
     s->last_seq = last_seq;
     s->need_replay = !user;       /* a job stream starts with its history */
     pthread_mutex_init(&s->lock, NULL);
