@@ -154,5 +154,5 @@ if tpm > 0 then
 end
 redis.call('HINCRBY', mk, 'reserved', est_cost)
 redis.call('HINCRBY', mk, 'calls', 1)
-redis.call('EXPIRE', mk, MONTH_KEEP_S)
+if not b[1] and not b[2] then redis.call('EXPIRE', mk, MONTH_KEEP_S) end   -- a new month's key
 return { 'OK', cb.gen, probe and 1 or 0 }

@@ -91,7 +91,9 @@ local function spend(ym, charge, unreserve, ks_key, limit)
   local mk = month_key(ym)
   if unreserve ~= 0 then redis.call('HINCRBY', mk, 'reserved', -unreserve) end
   local spent = redis.call('HINCRBY', mk, 'spent', charge)
-  redis.call('EXPIRE', mk, MONTH_KEEP_S)
+  -- the reservation created the key with its TTL; give one only to a key
+  -- this charge may have created
+  if spent == charge then redis.call('EXPIRE', mk, MONTH_KEEP_S) end
   local cur = month_of(NOW)
   if ym == cur and spent >= limit then
     local _, next_ms = month_of(NOW)
