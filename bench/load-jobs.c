@@ -12,8 +12,7 @@
  * "loaded N jobs in T ms (R jobs/s)"; exits 1 if any enqueue failed or hit
  * an existing job.
  *
- * Built by bench/worker.sh against the release build's common library (the
- * project's meson.build has no bench/ subdirectory).
+ * Built by bench/meson.build (target bench/load-jobs).
  */
 #include <errno.h>
 #include <pthread.h>

@@ -43,7 +43,7 @@ aof=${BENCH_APPENDONLY:-no}
 timeout_s=${BENCH_TIMEOUT_S:-300}
 perf_dir=${BENCH_PERF:-}
 
-for tool in wrk redis-server redis-cli curl ss cc pkg-config; do
+for tool in wrk redis-server redis-cli curl ss; do
     command -v "$tool" >/dev/null || fg_die "$tool not found: run scripts/setup.sh"
 done
 nofile=$(ulimit -Hn)
@@ -52,11 +52,8 @@ ulimit -n "$nofile"
 fg_init ''
 
 fg_build "$bdir" "gateway/flashgate-gateway worker/flashgate-worker tests/support/fake-provider \
-common/libflashgate-common.a" --buildtype=release
-# shellcheck disable=SC2046
-cc -O2 -std=gnu11 -D_GNU_SOURCE -I"$root" -o "$FG_TMP/load-jobs" "$root/bench/load-jobs.c" \
-    "$root/$bdir/common/libflashgate-common.a" $(pkg-config --cflags --libs hiredis json-c libcrypto) \
-    -lpthread -lm || fg_die "cannot build bench/load-jobs.c"
+bench/load-jobs" --buildtype=release
+load_jobs=$root/$bdir/bench/load-jobs
 
 fg_start_redis "$FG_TMP/redis" "$aof"
 gport=$(fg_free_port '')
@@ -90,7 +87,7 @@ run_case() {
     fake_ctl reset '{}'
     fake_ctl default "{\"action\":\"ok\",\"delayMs\":$delay}"
     local loaded
-    loaded=$(REDIS_URL=$FG_REDIS_URL QUEUE_MAX_WAITING=100000000 "$FG_TMP/load-jobs" "$n" 4)
+    loaded=$(REDIS_URL=$FG_REDIS_URL QUEUE_MAX_WAITING=100000000 "$load_jobs" "$n" 4)
     fg_log "case $name: $loaded"
 
     local wport t0 t1 done_n=0 failed_n=0 deadline
