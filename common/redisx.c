@@ -18,6 +18,7 @@
 
 #include <errno.h>
 #include <limits.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdint.h>
@@ -371,6 +372,25 @@ out:
     return 0;
 }
 
+/*
+ * A command connection never receives unsolicited data, so a readable (or
+ * hung-up) socket before we send means the server closed it: Redis restarted,
+ * or dropped an idle client.  Reconnect now, without backoff, instead of
+ * failing the caller's command on a connection we could have known was dead.
+ */
+static void drop_if_closed_by_peer(struct redisx *r)
+{
+    if (!r->ctx || r->ctx->fd < 0)
+        return;
+    struct pollfd p = { .fd = r->ctx->fd, .events = POLLIN };
+    if (poll(&p, 1, 0) == 1 && (p.revents & (POLLIN | POLLHUP | POLLERR))) {
+        redisFree(r->ctx);
+        r->ctx = NULL;
+        r->next_try_ms = 0;
+        log_debug("redis closed an idle connection: reconnecting");
+    }
+}
+
 bool redisx_is_connected(const struct redisx *r)
 {
     return r && r->ctx;
@@ -384,6 +404,7 @@ void redisx_reset(struct redisx *r)
 
 redisContext *redisx_context(struct redisx *r)
 {
+    drop_if_closed_by_peer(r);
     return redisx_ensure(r) == 0 ? r->ctx : NULL;
 }
 
@@ -407,6 +428,7 @@ static redisReply *finish(struct redisx *r, redisReply *rep)
 
 redisReply *redisx_command(struct redisx *r, const char *fmt, ...)
 {
+    drop_if_closed_by_peer(r);
     if (redisx_ensure(r))
         return NULL;
     va_list ap;
@@ -418,6 +440,7 @@ redisReply *redisx_command(struct redisx *r, const char *fmt, ...)
 
 redisReply *redisx_commandv(struct redisx *r, int argc, const char **argv, const size_t *argvlen)
 {
+    drop_if_closed_by_peer(r);
     if (redisx_ensure(r))
         return NULL;
     return finish(r, redisCommandArgv(r->ctx, argc, argv, argvlen));

@@ -536,11 +536,11 @@ END_TEST
 #define RESTART_BEFORE 20
 #define RESTART_AFTER  10
 
-/* Poll job-status until completed.  A 503 is tolerated: after a Redis
- * restart each gateway pool thread fails its first command on its dead
- * connection (redisx reconnects on the next call, after a backoff), so a
- * client may see 503 REDIS_UNAVAILABLE once per thread even though Redis is
- * back.  The test checks below that this passes. */
+/* Poll job-status until completed.  A 503 is tolerated while Redis is
+ * coming back (it answers LOADING while it replays its append-only file);
+ * connections that Redis closed are noticed before the next command
+ * (redisx checks the socket) and reconnected at once.  The test checks
+ * below that the 503s end. */
 static void wait_completed_through_503(struct pl_world *w, const char *id, int timeout_ms)
 {
     int64_t deadline = clock_mono_ms() + timeout_ms;
