@@ -118,3 +118,5 @@ CFG(alert_queue_critical,  "ALERT_QUEUE_CRITICAL",  "100", INT, 0, 100000000, NU
 CFG(alert_error_rate_high, "ALERT_ERROR_RATE_HIGH", "10",  INT, 0, 100, NULL, GW, "failureRateHigh when the fleet's 5xx rate (%) exceeds this")
 CFG(alert_error_rate_critical, "ALERT_ERROR_RATE_CRITICAL", "20", INT, 0, 100, NULL, GW, "failureRateCritical when the fleet's 5xx rate (%) exceeds this")
 CFG(worker_stall_seconds,  "WORKER_STALL_SECONDS",  "300", INT, 1, 86400, NULL, ALL, "workerStalled when jobs wait and no job finished for this long")
+CFG(alert_error_min_requests, "ALERT_ERROR_MIN_REQUESTS", "20", INT, 0, 100000000, NULL, GW, "failureRateHigh/Critical only when the fleet's 5-minute window holds at least this many requests (a few requests make a noisy rate)")
+CFG(metrics_flush_ms,      "METRICS_FLUSH_MS",      "1000", INT, 100, 60000, NULL, GW, "How often a gateway adds its request counters and SSE figures to the fleet-wide metrics in Redis")

@@ -18,6 +18,7 @@
 #include "gateway/hub.h"
 #include "gateway/gateway.h"
 #include "gateway/jobs.h"
+#include "gateway/metrics.h"
 #include "gateway/resilience.h"
 #include "gateway/router.h"
 #include "gateway/static.h"
@@ -56,12 +57,15 @@ int app_init(struct gw *gw, const struct config *cfg, char *err, size_t errlen)
     gw->hub = hub_new(gw);
     if (!gw->hub)
         return -ENOMEM;
+    if (!metrics_new(gw))
+        return -ENOMEM;
     jobs_setup(cfg);
     routes_health(gw->router);
     routes_jobs(gw->router);
     routes_events(gw->router);
     resilience_setup(gw);
     routes_resilience(gw->router);
+    routes_metrics(gw->router);
     routes_static(gw->router);   /* last: catch-all */
     return 0;
 }
@@ -71,6 +75,8 @@ void app_started(struct gw *gw)
     gw->bus = bus_start(gw, gw->hub);
     if (!gw->bus)
         log_error("cannot start the Redis subscriber thread: live events disabled");
+    if (metrics_start(gw->metrics) != 0)
+        log_error("cannot start the metrics flusher thread: this gateway's requests are not counted");
 }
 
 void app_drain(struct gw *gw)
@@ -80,6 +86,7 @@ void app_drain(struct gw *gw)
 
 void app_done(struct gw *gw)
 {
+    metrics_free(gw->metrics);   /* last flush; needs the hub */
     bus_stop(gw->bus);
     gw->bus = NULL;
     hub_free(gw->hub);
