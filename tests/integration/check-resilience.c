@@ -702,6 +702,91 @@ START_TEST(redis_down)
 }
 END_TEST
 
+/* Every script on a one-node cluster owning all slots, where Redis enforces
+ * that a script touches only its declared keys' slot (strict mode): the
+ * keys computed inside (the month's budget) share the {ai-jobs} tag. */
+START_TEST(scripts_keep_to_one_cluster_slot)
+{
+    char *dir = fixture_mkdtemp("cluster");
+    ck_assert_ptr_nonnull(dir);
+    int port = fixture_free_port(), bus = fixture_free_port();
+    for (int i = 0; bus == port && i < 10; i++)
+        bus = fixture_free_port();
+    ck_assert(port > 0 && bus > 0 && bus != port);
+    char ports[16], buss[16];
+    snprintf(ports, sizeof(ports), "%d", port);
+    snprintf(buss, sizeof(buss), "%d", bus);
+    const char *argv[] = { "redis-server", "--port", ports, "--bind", "127.0.0.1", "--save", "",
+                           "--appendonly", "no", "--cluster-enabled", "yes", "--cluster-port", buss,
+                           "--cluster-config-file", "nodes.conf", "--dir", dir, NULL };
+    struct fx_proc srv;
+    ck_assert_int_eq(fx_proc_start(&srv, "redis-cluster", fixture_bin("REDIS_SERVER", "redis-server"), argv, NULL), 0);
+    redisContext *c = NULL;
+    int64_t end = clock_mono_ms() + WAIT_MS;
+    for (;;) {
+        c = redisConnect("127.0.0.1", port);
+        redisReply *r = c && !c->err ? redisCommand(c, "PING") : NULL;
+        bool ok = r && r->type == REDIS_REPLY_STATUS;
+        if (r)
+            freeReplyObject(r);
+        if (ok)
+            break;
+        if (c)
+            redisFree(c);
+        ck_assert_msg(fx_proc_running(&srv) && clock_mono_ms() < end, "redis-server (cluster) not ready");
+        clock_sleep_ms(10);
+    }
+    redisReply *r = redisCommand(c, "CLUSTER ADDSLOTSRANGE 0 16383");
+    ck_assert(r && r->type == REDIS_REPLY_STATUS);
+    freeReplyObject(r);
+    for (;;) {
+        r = redisCommand(c, "CLUSTER INFO");
+        bool ok = r && r->type == REDIS_REPLY_STRING && strstr(r->str, "cluster_state:ok");
+        freeReplyObject(r);
+        if (ok)
+            break;
+        ck_assert(clock_mono_ms() < end);
+        clock_sleep_ms(10);
+    }
+    /* the check is real */
+    r = redisCommand(c, "EVAL %s 1 %s", "#!lua\nreturn redis.call('GET', 'other')", P "x");
+    ck_assert_int_eq(r->type, REDIS_REPLY_ERROR);
+    freeReplyObject(r);
+
+    struct redis_target t = { .host = "127.0.0.1", .port = port, .connect_timeout_ms = 2000,
+                              .command_timeout_ms = 5000, .retry_max_ms = 200 };
+    struct redisx *rx = redisx_new(&t);
+    struct gates_call_cfg cfg = open_cfg();
+    cfg.tpm = 1000000;
+    cfg.monthly_limit = 100000;
+    struct gates_ticket tk;
+    struct gates_acquire_result ar;
+    ck_assert_int_eq(gates_acquire(rx, GATES_OPENAI, &cfg, 10, 10, &tk, &ar), 0);
+    ck_assert(ar.admitted);
+    struct gates_settle_args sa = { .result = GATES_RESULT_FAULT, .tokens = 5, .cost = 5, .quota = true };
+    ck_assert_int_eq(gates_settle(rx, &cfg, &tk, &sa, NULL), 0);
+    struct gates_breaker b;
+    ck_assert_int_eq(gates_breaker_status(rx, GATES_AZURE, &cfg.cb, cfg.monthly_limit, &b), 0);
+    ck_assert_int_eq(gates_breaker_reset(rx, GATES_OPENAI, NULL), 0);
+    struct gates_budget bs;
+    ck_assert_int_eq(gates_budget_status(rx, cfg.monthly_limit, 300, &bs), 0);
+    ck_assert_int_eq(bs.spent, 5);
+    ck_assert(bs.kill_switch);
+    ck_assert_int_eq(gates_killswitch_set(rx, false, NULL, NULL, NULL), 0);
+    ck_assert_int_eq(gates_budget_set_limit(rx, cfg.monthly_limit, 200000, NULL), 0);
+    struct gates_rate rl;
+    ck_assert_int_eq(gates_rate_take(rx, "ip", "127.0.0.1", 5, 60000, 1, &rl), 0);
+    struct gates_throttle th;
+    ck_assert_int_eq(gates_throttle_status(rx, GATES_OPENAI, &th), 0);
+    redisx_free(rx);
+    redisFree(c);
+    fx_proc_stop(&srv, 0);
+    fx_proc_done(&srv);
+    fixture_rmtree(dir);
+    free(dir);
+}
+END_TEST
+
 static Suite *resilience_suite(void)
 {
     Suite *s = suite_create("resilience");
@@ -730,6 +815,7 @@ static Suite *resilience_suite(void)
     tcase_add_test(tc, client_rate_limit);
     tcase_add_test(tc, keys_are_bounded);
     tcase_add_test(tc, redis_down);
+    tcase_add_test(tc, scripts_keep_to_one_cluster_slot);
     suite_add_tcase(s, tc);
     return s;
 }
