@@ -158,6 +158,11 @@ static void on_http_done(void *ud, const struct httpc_result *res)
  * (no attempt spent; it returns to the front of waiting when due). */
 static void defer_job(struct engine *e, struct queue *q, struct slot *s, long long wait_ms)
 {
+    /* a wait past the job's deadline would only tell the user later that it
+     * failed: come back at the deadline (the claim then fails it) */
+    long long left = s->job.created_ms + e->lim.deadline_ms - clock_now_ms();
+    if (wait_ms > left)
+        wait_ms = left > 0 ? left + 1 : 1;
     pthread_mutex_lock(&e->slots_lock);
     s->state = SLOT_RELEASED;        /* the renewer leaves it alone */
     pthread_mutex_unlock(&e->slots_lock);

@@ -298,6 +298,48 @@ START_TEST(fleet_breaker_opens_and_recovers)
 }
 END_TEST
 
+/* While a breaker is open, jobs wait rather than fail, up to their deadline:
+ * then they fail with DEADLINE_EXCEEDED at that deadline, not at the end of
+ * a long open period. */
+START_TEST(fleet_breaker_open_waits_until_deadline)
+{
+    struct pl_world w;
+    pl_start_base(&w, "openai", false);
+    pl_start_gateway(&w, NULL);
+    pl_fake_default(&w, "{\"action\":\"status\",\"status\":502}");
+    const char *extra[] = { "CB_FAILURE_THRESHOLD=2", "CB_OPEN_MS=60000", "JOB_ATTEMPTS=20", "JOB_BACKOFF_MS=20",
+                            "JOB_DEADLINE_MS=6000", NULL };
+    pl_start_worker(&w, 0, extra);
+    char *trip[2], *ids[3];
+    submit_n(&w, 2, "trip", trip);
+    int64_t opened = 0, deadline = clock_mono_ms() + 20000;
+    for (;;) {
+        char *st = breaker_state(&w, &opened, NULL);
+        bool open = strcmp(st, "OPEN") == 0;
+        free(st);
+        if (open)
+            break;
+        ck_assert_msg(clock_mono_ms() < deadline, "the breaker never opened");
+        clock_sleep_ms(POLL_MS);
+    }
+    submit_n(&w, 3, "wait", ids);
+    for (int i = 0; i < 3; i++) {
+        struct json_object *o = pl_wait_state(&w, ids[i], "failed", 20000);
+        ck_assert_str_eq(pl_jstr(o, "errorCode"), "DEADLINE_EXCEEDED");
+        long long waited = pl_jint(o, "failedAt") - pl_jint(o, "timestamp");
+        ck_assert_msg(waited >= 6000 && waited < 9000, "failed %lld ms after submission (deadline 6000)", waited);
+        ck_assert_int_eq(pl_jint(o, "attemptsMade"), 0);   /* it waited; it never spent an attempt */
+        json_object_put(o);
+    }
+    double a[256];
+    int n = fake_arrivals(&w, a, 256);
+    ck_assert_int_eq(count_between(a, n, (double)opened + 1000, 1e18), 0);
+    free_ids(trip, 2);
+    free_ids(ids, 3);
+    pl_stop(&w);
+}
+END_TEST
+
 /* 4xx answers, malformed bodies and unusable 200s are the provider working:
  * with a breaker that opens on 2 faults, 22 of them change nothing; then
  * three 503s open it (so the test can see an opening). */
@@ -508,6 +550,7 @@ static Suite *fleet_suite(void)
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, fleet_breaker_opens_and_recovers);
     tcase_add_test(tc, fleet_breaker_ignores_client_errors);
+    tcase_add_test(tc, fleet_breaker_open_waits_until_deadline);
     suite_add_tcase(s, tc);
     tc = tcase_create("budget");
     tcase_set_timeout(tc, 120);
