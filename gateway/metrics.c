@@ -838,8 +838,10 @@ static struct json_object *queue_json(const struct snap *s)
     json_object_object_add(o, "completedTotal", json_object_new_int64(q->completed_total));
     json_object_object_add(o, "failedTotal", json_object_new_int64(q->failed_total));
     json_object_object_add(o, "oldestWaitingSeconds", json_object_new_int64(s->oldest_wait_ms / 1000));
-    json_object_object_add(o, "lastFinishedAt", q->last_finish_ms > 0 ? json_object_new_int64(q->last_finish_ms)
-                                                                       : NULL);
+    char iso[CLOCK_ISO_LEN];
+    if (q->last_finish_ms > 0)
+        clock_iso8601(q->last_finish_ms, iso);
+    json_object_object_add(o, "lastFinishedAt", q->last_finish_ms > 0 ? json_object_new_string(iso) : NULL);
     return o;
 }
 
