@@ -29,6 +29,7 @@ int app_init(struct gw *gw, const struct config *cfg, char *err, size_t errlen)
     gw->cfg = cfg;
     gw->public_fd = -1;
     gw->started_ms = clock_now_ms();
+    gw->pid = (int)getpid();
     snprintf(gw->instance_id, sizeof(gw->instance_id), "%s", cfg->instance_id);
 
     int rc = redisx_target_from_config(cfg, &gw->redis, err, errlen);

@@ -29,6 +29,7 @@ struct gw {
     int public_fd;                 /* PUBLIC_DIR, or -1 */
     char instance_id[128];
     int64_t started_ms;            /* wall clock */
+    int pid;                       /* getpid() at start (a syscall per call in glibc 2.36) */
     atomic_bool draining;          /* SIGTERM seen: /ready 503, no new streams */
     atomic_long inflight;          /* requests between start and completion */
     struct hub *hub;               /* SSE hub (events.c) */

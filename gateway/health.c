@@ -6,6 +6,7 @@
  * connection, so a dead Redis costs a bounded wait (or none while backing off).
  */
 #include <errno.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -23,23 +24,35 @@
 #include "gateway/jobs.h"
 #include "gateway/router.h"
 
+/* Resident memory in MB, read from /proc at most once a second: liveness
+ * probes and load balancers call /health often, and four syscalls per call
+ * for a figure that moves slowly is waste. */
 static long rss_mb(void)
 {
+    static _Atomic long cached = -1;
+    static _Atomic int64_t read_at;
+    int64_t now = clock_mono_ms();
+    long v = atomic_load(&cached);
+    if (v >= 0 && now - atomic_load(&read_at) < 1000)
+        return v;
     FILE *f = fopen("/proc/self/statm", "r");
     long pages = 0, rss = 0;
     if (!f)
-        return 0;
+        return v > 0 ? v : 0;
     if (fscanf(f, "%ld %ld", &pages, &rss) != 2)
         rss = 0;
     fclose(f);
-    return rss * sysconf(_SC_PAGESIZE) / (1024 * 1024);
+    v = rss * sysconf(_SC_PAGESIZE) / (1024 * 1024);
+    atomic_store(&cached, v);
+    atomic_store(&read_at, now);
+    return v;
 }
 
 static struct json_object *instance_obj(struct gw *gw)
 {
     struct json_object *o = json_object_new_object();
     json_object_object_add(o, "id", json_object_new_string(gw->instance_id));
-    json_object_object_add(o, "pid", json_object_new_int(getpid()));
+    json_object_object_add(o, "pid", json_object_new_int(gw->pid));
     json_object_object_add(o, "memoryMB", json_object_new_int64(rss_mb()));
     json_object_object_add(o, "uptimeS", json_object_new_int64((clock_now_ms() - gw->started_ms) / 1000));
     return o;

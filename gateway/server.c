@@ -353,7 +353,7 @@ static void set_identity(struct req *r)
     if (rid && ids_is_sane(rid, REQ_ID_MAX - 1))
         snprintf(r->request_id, sizeof(r->request_id), "%s", rid);
     else
-        ids_new(r->request_id);
+        ids_new_fast(r->request_id);
 
     const union MHD_ConnectionInfo *ci =
         MHD_get_connection_info(r->conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
