@@ -126,6 +126,7 @@ int resilience_acquire(struct resilience *rs, struct redisx *rx, const struct jo
     if (res.admitted) {
         ticket->held = true;
         atomic_fetch_add(&rs->admitted, 1);
+        atomic_store(&rs->last_switch, false);   /* a call runs: the switch is off */
         return RESILIENCE_GO;
     }
     if ((unsigned)res.reason <= GATES_WAIT_BUDGET)
