@@ -196,7 +196,7 @@ struct gates_throttle {
 };
 int gates_throttle_status(struct redisx *r, enum gates_provider p, struct gates_throttle *ret);
 
-/* Key names (for tests and tools): prefix + "cb:openai" and so on. */
+/* Longest key name the functions build (QUEUE_KEY_PREFIX + kind + name). */
 #define GATES_KEY_MAX 400
 
 #endif
