@@ -17,10 +17,10 @@
  *   finishers  FINISHERS threads: settle the call's gates (slot, tokens,
  *              cost, breaker result: one round trip), run offline
  *              generation, then record the outcome with the slot's attempt
- *              token (complete / retry / fail).  A Redis outage while recording is retried until the
- *              lease would have expired; after that the job belongs to
- *              whoever claims it next, and our late report is refused
- *              (-ESTALE), never applied twice.
+ *              token (complete / retry / fail).  A Redis outage while
+ *              recording is retried until the lease would have expired;
+ *              after that the job belongs to whoever claims it next, and
+ *              our late report is refused (-ESTALE), never applied twice.
  *   renewer    every JOB_LEASE_MS/3 renews the leases of all slots in one
  *              batch, abandons the slots whose lease was lost (cancelling
  *              their call), and writes the worker heartbeat.
