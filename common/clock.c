@@ -26,31 +26,65 @@ int64_t clock_now_us(void)  { return clock_read_us(CLOCK_REALTIME); }
 int64_t clock_mono_ms(void) { return clock_read_us(CLOCK_MONOTONIC) / 1000; }
 int64_t clock_mono_us(void) { return clock_read_us(CLOCK_MONOTONIC); }
 
+/* Write v as exactly n decimal digits. */
+static void put_digits(char *p, int64_t v, int n)
+{
+    for (int i = n - 1; i >= 0; i--) {
+        p[i] = (char)('0' + v % 10);
+        v /= 10;
+    }
+}
+
+/*
+ * Civil date from days since 1970-01-01 (Howard Hinnant's days_from_civil,
+ * inverted): pure arithmetic, so formatting a timestamp takes no lock
+ * (glibc's gmtime_r takes the time-zone lock on every call, which threads
+ * formatting timestamps on every response contend for).
+ */
 void clock_iso8601(int64_t ms, char out[CLOCK_ISO_LEN])
 {
     /* Floor division so that times before 1970 still format correctly. */
     int64_t sec = ms / 1000, rem = ms % 1000;
-    struct tm tm;
-    time_t t;
-
     if (rem < 0) {
         rem += 1000;
         sec -= 1;
     }
-    t = (time_t)sec;
-    if (!gmtime_r(&t, &tm) || tm.tm_year + 1900 < 0 || tm.tm_year + 1900 > 9999) {
-        snprintf(out, CLOCK_ISO_LEN, "%s", "1970-01-01T00:00:00.000Z");
+    int64_t days = sec / 86400, sod = sec % 86400;
+    if (sod < 0) {
+        sod += 86400;
+        days -= 1;
+    }
+    int64_t z = days + 719468;
+    int64_t era = (z >= 0 ? z : z - 146096) / 146097;
+    int64_t doe = z - era * 146097;
+    int64_t yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+    int64_t y = yoe + era * 400;
+    int64_t doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    int64_t mp = (5 * doy + 2) / 153;
+    int64_t d = doy - (153 * mp + 2) / 5 + 1;
+    int64_t m = mp < 10 ? mp + 3 : mp - 9;
+    if (m <= 2)
+        y++;
+    if (y < 0 || y > 9999) {
+        memcpy(out, "1970-01-01T00:00:00.000Z", CLOCK_ISO_LEN);
         return;
     }
-    /* The year is within 0..9999, so the text is exactly CLOCK_ISO_LEN - 1
-     * long; the larger buffer only keeps the compiler's range analysis quiet. */
-    char tmp[80];
-
-    snprintf(tmp, sizeof(tmp), "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ",
-             tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
-             tm.tm_hour, tm.tm_min, tm.tm_sec, (int)rem);
-    memcpy(out, tmp, CLOCK_ISO_LEN - 1);
-    out[CLOCK_ISO_LEN - 1] = '\0';
+    char *p = out;
+    put_digits(p, y, 4);
+    p[4] = '-';
+    put_digits(p + 5, m, 2);
+    p[7] = '-';
+    put_digits(p + 8, d, 2);
+    p[10] = 'T';
+    put_digits(p + 11, sod / 3600, 2);
+    p[13] = ':';
+    put_digits(p + 14, sod / 60 % 60, 2);
+    p[16] = ':';
+    put_digits(p + 17, sod % 60, 2);
+    p[19] = '.';
+    put_digits(p + 20, rem, 3);
+    p[23] = 'Z';
+    p[24] = '\0';
 }
 
 void clock_sleep_ms(int64_t ms)

@@ -17,6 +17,7 @@
 
 #include "common/clock.h"
 #include "common/config.h"
+#include "common/jsonx.h"
 #include "common/queue.h"
 #include "common/redisx.h"
 #include "gateway/gateway.h"
@@ -76,14 +77,21 @@ static const char *db_state(struct gw *gw)
     return PQpingParams(keys, vals, 1) == PQPING_OK ? "connected" : "disconnected";
 }
 
+/* Liveness is probed often: one snprintf, no JSON tree, no syscall. */
 static int h_health(struct req *r)
 {
-    struct json_object *o = json_object_new_object();
-    json_object_object_add(o, "status", json_object_new_string("OK"));
-    json_object_object_add(o, "instance", instance_obj(r->gw));
-    json_object_object_add(o, "version", json_object_new_string(FLASHGATE_VERSION));
-    add_timestamp(o);
-    return reply_json(r, MHD_HTTP_OK, o);
+    struct gw *gw = r->gw;
+    char iso[CLOCK_ISO_LEN], id[6 * sizeof(gw->instance_id) + 3], body[1024];
+    clock_iso8601(clock_now_ms(), iso);
+    jsonx_escape(gw->instance_id, id, sizeof(id));
+    int n = snprintf(body, sizeof(body),
+                     "{\"status\":\"OK\",\"instance\":{\"id\":%s,\"pid\":%d,\"memoryMB\":%ld,"
+                     "\"uptimeS\":%lld},\"version\":\"%s\",\"timestamp\":\"%s\"}",
+                     id, gw->pid, rss_mb(), (long long)((clock_now_ms() - gw->started_ms) / 1000),
+                     FLASHGATE_VERSION, iso);
+    if (n < 0 || (size_t)n >= sizeof(body))
+        return reply_error(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "INTERNAL_ERROR", "health body too long");
+    return reply_json_text(r, MHD_HTTP_OK, body, (size_t)n);
 }
 
 static int h_ready(struct req *r)
