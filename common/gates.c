@@ -8,8 +8,7 @@
  * Key layout (P = QUEUE_KEY_PREFIX, "fg:{ai-jobs}:"):
  *   P cb:<provider>              HASH   breaker
  *   P thr:<provider>             HASH   GCRA TAT, wait hint, call average, limits last used
- *   P thr:<provider>:leases      ZSET   lease id -> expiry ms (<= max concurrent)
- *   P thr:<provider>:lease       HASH   lease id -> reservation
+ *   P thr:<provider>:leases      ZSET   lease (id and reservation) -> expiry ms (<= max concurrent)
  *   P thr:<provider>:tpm         ZSET   lease id -> admission ms (last 60 s)
  *   P thr:<provider>:tpmtok      HASH   lease id -> tokens, and _sum (expires with the window)
  *   P budget:killswitch          HASH   QUEUE_KILLSWITCH_KEY: reason, source, since
@@ -173,14 +172,13 @@ static void add_cb(struct args *a, const struct gates_breaker_cfg *cb)
     add_num(a, cb->probes);
 }
 
-/* The 8 keys of acquire and settle. */
+/* The 7 keys of acquire and settle. */
 static void add_call_keys(struct args *a, enum gates_provider p)
 {
     const char *name = gates_provider_name(p);
     add_key(a, "cb:", name, "");
     add_key(a, "thr:", name, "");
     add_key(a, "thr:", name, ":leases");
-    add_key(a, "thr:", name, ":lease");
     add_key(a, "thr:", name, ":tpm");
     add_key(a, "thr:", name, ":tpmtok");
     add_key(a, "budget:killswitch", "", "");
@@ -259,9 +257,13 @@ int gates_acquire(struct redisx *r, enum gates_provider p, const struct gates_ca
     char word[16], reason[32];
     str_at(rep, 0, word, sizeof(word));
     memset(ret, 0, sizeof(*ret));
-    if (strcmp(word, "OK") == 0) {
+    if (strcmp(word, "OK") == 0 && rep->elements >= 4) {
         memset(ticket, 0, sizeof(*ticket));
-        memcpy(ticket->lease_id, id, sizeof(id));
+        str_at(rep, 3, ticket->lease, sizeof(ticket->lease));
+        if (strncmp(ticket->lease, id, strlen(id)) != 0 || strlen(ticket->lease) + 1 >= sizeof(ticket->lease)) {
+            freeReplyObject(rep);
+            return -EPROTO;
+        }
         ticket->provider = p;
         ticket->generation = int_at(rep, 1);
         ticket->probe = int_at(rep, 2) != 0;
@@ -287,7 +289,7 @@ int gates_settle(struct redisx *r, const struct gates_call_cfg *cfg, const struc
         return -EINVAL;
     struct args a = { .n = 0 };
     add_call_keys(&a, t->provider);
-    add_str(&a, t->lease_id);
+    add_str(&a, t->lease);
     add_str(&a, kinds[sa->result]);
     add_num(&a, t->generation);
     add_num(&a, sa->tokens < 0 ? -1 : sa->tokens);
@@ -320,7 +322,6 @@ int gates_breaker_status(struct redisx *r, enum gates_provider p, const struct g
     struct args a = { .n = 0 };
     add_key(&a, "cb:", name, "");
     add_key(&a, "thr:", name, ":leases");
-    add_key(&a, "thr:", name, ":lease");
     add_key(&a, "budget:killswitch", "", "");
     add_key(&a, "budget:limit", "", "");
     add_cb(&a, cb);
@@ -374,7 +375,6 @@ int gates_budget_status(struct redisx *r, long long configured_limit, long long 
         const char *name = gates_provider_name((enum gates_provider)p);
         add_key(&a, "cb:", name, "");
         add_key(&a, "thr:", name, ":leases");
-        add_key(&a, "thr:", name, ":lease");
     }
     add_num(&a, configured_limit);
     add_num(&a, cb_open_ms);

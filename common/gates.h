@@ -35,6 +35,7 @@ const char *gates_provider_name(enum gates_provider p);
 int gates_provider_from_name(const char *name);
 
 #define GATES_LEASE_ID_LEN   17     /* 16 hex chars + NUL */
+#define GATES_LEASE_MAX      160    /* a lease as Redis holds it: id and reservation */
 #define GATES_REASON_MAX     200    /* kill-switch reason kept (bytes) */
 #define GATES_STATE_LEN      10     /* "HALF_OPEN" + NUL */
 #define GATES_CLIENT_ID_MAX  256    /* longest user id / address in a rate-limit key */
@@ -75,7 +76,7 @@ const char *gates_wait_reason_name(enum gates_wait_reason r);
 
 /* A call admitted by gates_acquire, to be passed to gates_settle. */
 struct gates_ticket {
-    char lease_id[GATES_LEASE_ID_LEN];
+    char lease[GATES_LEASE_MAX];  /* the lease as acquire made it (settle names it) */
     enum gates_provider provider;
     long long generation;         /* breaker generation at admission */
     bool probe;                   /* a half-open probe */

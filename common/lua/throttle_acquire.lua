@@ -3,14 +3,15 @@
 --   expired leases back (their reservations charged), breaker OPEN ->
 --   HALF_OPEN when due, kill-switch, breaker, concurrency, RPM, TPM, budget.
 -- Nothing is taken unless every gate admits the call.
--- KEYS: 1 cb:<p>, 2 thr:<p>, 3 thr:<p>:leases, 4 thr:<p>:lease,
---       5 thr:<p>:tpm, 6 thr:<p>:tpmtok, 7 budget:killswitch, 8 budget:limit
+-- KEYS: 1 cb:<p>, 2 thr:<p>, 3 thr:<p>:leases, 4 thr:<p>:tpm,
+--       5 thr:<p>:tpmtok, 6 budget:killswitch, 7 budget:limit
 -- ARGV: 1 lease id (random, from the caller), 2 estimated tokens,
 --       3 estimated cost (micro-dollars), 4 RPM, 5 TPM (0: none),
 --       6 max concurrent, 7 lease ms, 8..13 breaker (threshold, rate %,
 --       window calls, min calls, open ms, half-open probes),
 --       14 configured monthly limit (micro-dollars)
--- Reply: {'OK', gen, probe 0|1} or {'WAIT', wait ms, reason}
+-- Reply: {'OK', gen, probe 0|1, lease member (for settle)} or
+--        {'WAIT', wait ms, reason}
 --   reason: killswitch | breaker_open | breaker_probing | concurrency | rpm |
 --           tpm | budget
 --
@@ -29,8 +30,8 @@ local est_tokens, est_cost = tonumber(ARGV[2]), tonumber(ARGV[3])
 local rpm, tpm, maxc, lease_ms = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
 local c = cb_args(8)
 local configured = tonumber(ARGV[14])
-local K_CB, K_THR, K_LEASES, K_LEASE, K_TPM, K_TPMTOK, K_KS, K_LIMIT =
-  KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8]
+local K_CB, K_THR, K_LEASES, K_TPM, K_TPMTOK, K_KS, K_LIMIT =
+  KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7]
 
 local T_US = math.ceil(60000000 / rpm)
 local T_MS = math.ceil(T_US / 1000)
@@ -38,7 +39,7 @@ local MIN_WAIT_MS, MAX_POLL_MS = 20, 5000
 local limit = effective_limit(K_LIMIT, configured)
 local cb = cb_load(K_CB)
 
-expire_leases(K_LEASES, K_LEASE, cb, K_KS, limit, c.open_ms)
+expire_leases(K_LEASES, cb, K_KS, limit, c.open_ms)
 cb_advance(cb)
 
 local thr = redis.call('HMGET', K_THR, 'tat', 'hint', 'avg_ms')
@@ -142,9 +143,8 @@ if new_tat < NOW_US then new_tat = NOW_US end
 new_tat = new_tat + T_US
 redis.call('HSET', K_THR, 'tat', int(new_tat), 'rpm', int(rpm), 'tpm', int(tpm), 'maxc', int(maxc))
 redis.call('EXPIRE', K_THR, 86400)
-redis.call('ZADD', K_LEASES, NOW + lease_ms, id)
-redis.call('HSET', K_LEASE, id, ym .. '|' .. int(est_cost) .. '|' .. int(est_tokens) .. '|' ..
-           int(cb.gen) .. '|' .. (probe and '1' or '0') .. '|' .. int(NOW))
+local member = lease_member(id, ym, est_cost, est_tokens, cb.gen, probe, NOW)
+redis.call('ZADD', K_LEASES, NOW + lease_ms, member)
 if tpm > 0 then
   redis.call('ZADD', K_TPM, NOW, id)
   redis.call('HSET', K_TPMTOK, id, int(est_tokens))
@@ -155,4 +155,4 @@ end
 redis.call('HINCRBY', mk, 'reserved', est_cost)
 redis.call('HINCRBY', mk, 'calls', 1)
 if not b[1] and not b[2] then redis.call('EXPIRE', mk, MONTH_KEEP_S) end   -- a new month's key
-return { 'OK', cb.gen, probe and 1 or 0 }
+return { 'OK', cb.gen, probe and 1 or 0, member }

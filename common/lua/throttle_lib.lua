@@ -199,14 +199,20 @@ local function cb_args(i)
 end
 
 -- ---------------------------------------------------------------- leases
--- A call holds a lease: member of the leases ZSET (score: expiry ms) with its
--- reservation in the lease HASH: 'month|cost|tokens|gen|probe|start_ms'.
+-- A call holds a lease: a member of the leases ZSET (score: expiry ms) that
+-- carries its reservation, 'id|month|cost|tokens|gen|probe|start_ms'.  The
+-- worker keeps the member and names it at settle, so no other key is needed.
+
+local function lease_member(id, ym, cost, tokens, gen, probe, start)
+  return id .. '|' .. ym .. '|' .. int(cost) .. '|' .. int(tokens) .. '|' .. int(gen) .. '|' ..
+         (probe and '1' or '0') .. '|' .. int(start)
+end
 
 local function lease_parse(s)
-  local ym, cost, tokens, gen, probe, start =
-    string.match(s or '', '^([^|]*)|([^|]*)|([^|]*)|([^|]*)|([^|]*)|([^|]*)$')
-  if not ym then return nil end
-  return { ym = ym, cost = tonumber(cost) or 0, tokens = tonumber(tokens) or 0,
+  local id, ym, cost, tokens, gen, probe, start =
+    string.match(s or '', '^([^|]+)|([^|]*)|([^|]*)|([^|]*)|([^|]*)|([^|]*)|([^|]*)$')
+  if not id then return nil end
+  return { id = id, ym = ym, cost = tonumber(cost) or 0, tokens = tonumber(tokens) or 0,
            gen = tonumber(gen) or -1, probe = probe == '1', start = tonumber(start) or NOW }
 end
 
@@ -214,12 +220,12 @@ end
 -- comes back, the budget reservation is charged in full (the provider may
 -- have billed the call), and a lost half-open probe reopens the breaker
 -- (its result will never come; resilience4j's maxWaitDurationInHalfOpenState).
-local function expire_leases(leases_key, lease_key, cb, ks_key, limit, open_ms)
+local function expire_leases(leases_key, cb, ks_key, limit, open_ms)
   local gone = redis.call('ZRANGEBYSCORE', leases_key, '-inf', NOW)
-  for _, id in ipairs(gone) do
-    local l = lease_parse(redis.call('HGET', lease_key, id))
-    redis.call('ZREM', leases_key, id)
-    redis.call('HDEL', lease_key, id)
+  if #gone == 0 then return 0 end
+  redis.call('ZREMRANGEBYSCORE', leases_key, '-inf', NOW)
+  for _, m in ipairs(gone) do
+    local l = lease_parse(m)
     if l then
       if l.cost > 0 then spend(l.ym, l.cost, l.cost, ks_key, limit) end
       if l.probe and cb and l.gen == cb.gen and cb.state == 'HALF_OPEN' then cb_open(cb, open_ms) end

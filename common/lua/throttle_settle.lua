@@ -4,9 +4,10 @@
 -- kill-switch trips when the month reaches its limit, or on the provider's
 -- insufficient_quota), record the breaker result for the generation the call
 -- was admitted under (older generations are ignored).
--- KEYS: 1 cb:<p>, 2 thr:<p>, 3 thr:<p>:leases, 4 thr:<p>:lease,
---       5 thr:<p>:tpm, 6 thr:<p>:tpmtok, 7 budget:killswitch, 8 budget:limit
--- ARGV: 1 lease id, 2 result ok|fault|none, 3 generation,
+-- KEYS: 1 cb:<p>, 2 thr:<p>, 3 thr:<p>:leases, 4 thr:<p>:tpm,
+--       5 thr:<p>:tpmtok, 6 budget:killswitch, 7 budget:limit
+-- ARGV: 1 lease member (as acquire returned it), 2 result ok|fault|none,
+--       3 generation,
 --       4 actual tokens (-1: keep the estimate), 5 actual cost in
 --       micro-dollars (-1: charge the reservation), 6 '1' = the provider
 --       said insufficient_quota, 7..12 breaker (as throttle_acquire),
@@ -14,20 +15,21 @@
 -- Reply: {spent this month (micro-dollars), kill-switch on 0|1, breaker state}
 -- A lease that already expired (and was charged in full) is not settled
 -- twice; its breaker result still counts if its generation is current.
-local id, kind, gen = ARGV[1], ARGV[2], tonumber(ARGV[3])
+local member, kind, gen = ARGV[1], ARGV[2], tonumber(ARGV[3])
 local tokens, cost, quota = tonumber(ARGV[4]), tonumber(ARGV[5]), ARGV[6] == '1'
 local c = cb_args(7)
 local configured = tonumber(ARGV[13])
-local K_CB, K_THR, K_LEASES, K_LEASE, K_TPM, K_TPMTOK, K_KS, K_LIMIT =
-  KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8]
+local K_CB, K_THR, K_LEASES, K_TPM, K_TPMTOK, K_KS, K_LIMIT =
+  KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7]
 
 local limit = effective_limit(K_LIMIT, configured)
 local cb = cb_load(K_CB)
-local l = lease_parse(redis.call('HGET', K_LEASE, id))
+local l = lease_parse(member)
+if not l then return redis.error_reply('ERR throttle_settle: malformed lease') end
+local id = l.id
 local spent = nil
 
-if l and redis.call('ZREM', K_LEASES, id) == 1 then
-  redis.call('HDEL', K_LEASE, id)
+if redis.call('ZREM', K_LEASES, member) == 1 then
   -- TPM: the window keeps the call, at its real size
   if tokens >= 0 then
     local old = redis.call('HGET', K_TPMTOK, id)
@@ -47,8 +49,6 @@ if l and redis.call('ZREM', K_LEASES, id) == 1 then
   local charge = cost
   if charge < 0 then charge = l.cost end
   spent = spend(l.ym, charge, l.cost, K_KS, limit)
-elseif l then
-  redis.call('HDEL', K_LEASE, id)
 end
 
 cb_record(cb, gen, kind, c)
