@@ -24,7 +24,8 @@
  *                equals the token usage of the completed jobs at the price
  *                table, the kill-switch trips, submissions get 429, queued
  *                jobs wait (not fail) and run once an operator raises the
- *                limit; BUDGET_FALLBACK_PROVIDER=offline runs them offline
+ *                limit; BUDGET_FALLBACK_PROVIDER=offline runs them offline;
+ *                insufficient_quota trips the switch
  *
  * Times are scaled down through configuration (RPM 120, CB_OPEN_MS 3000,
  * leases of 8 s).  Waits poll against deadlines; the two "nothing happens"
@@ -500,6 +501,44 @@ START_TEST(fleet_budget)
 }
 END_TEST
 
+/* The provider says insufficient_quota: that job fails, the kill-switch
+ * trips for the fleet (source quota, no expiry: someone must add credit),
+ * new submissions get 429; turned off by hand, jobs run again. */
+START_TEST(fleet_quota_trips_kill_switch)
+{
+    struct pl_world w;
+    pl_start_base(&w, "openai", false);
+    pl_start_gateway(&w, NULL);
+    pl_fake_script(&w, "[{\"action\":\"insufficient_quota\"}]");
+    const char *extra[] = { "QUEUE_CONCURRENCY=1", NULL };
+    pl_start_worker(&w, 0, extra);
+    char *first[1], *ids[3];
+    submit_n(&w, 1, "quota", first);
+    struct json_object *o = pl_wait_state(&w, first[0], "failed", 20000);
+    ck_assert_str_eq(pl_jstr(o, "errorCode"), "INSUFFICIENT_QUOTA");
+    json_object_put(o);
+    o = admin_get(&w, "/api/admin/budget/status");
+    ck_assert(pl_jbool(o, "budget.killSwitchActive"));
+    ck_assert_str_eq(pl_jstr(o, "budget.killSwitchSource"), "quota");
+    struct json_object *v;
+    ck_assert(json_object_object_get_ex(pl_jp(o, "budget"), "killSwitchExpiresAt", &v) && !v);
+    json_object_put(o);
+    char *b = pl_job_body("refused", NULL);
+    ck_assert_int_eq(pl_submit(&w, PL_FLASHCARDS, b, PL_USER, NULL, NULL), 429);
+    free(b);
+    long long calls = fake_int(&w, "requests");
+    ck_assert_int_eq(calls, 1);
+
+    admin_post(&w, "/api/admin/budget/kill-switch", "{\"enabled\":false}");
+    submit_n(&w, 3, "after", ids);
+    wait_completed(&w, ids, 3, 30000);
+    ck_assert_int_eq(fake_int(&w, "requests"), 4);
+    free_ids(first, 1);
+    free_ids(ids, 3);
+    pl_stop(&w);
+}
+END_TEST
+
 /* Kill-switch on: a worker without a fallback leaves the queued jobs
  * waiting; one with BUDGET_FALLBACK_PROVIDER=offline runs them offline. */
 START_TEST(fleet_budget_fallback_offline)
@@ -556,6 +595,7 @@ static Suite *fleet_suite(void)
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, fleet_budget);
     tcase_add_test(tc, fleet_budget_fallback_offline);
+    tcase_add_test(tc, fleet_quota_trips_kill_switch);
     suite_add_tcase(s, tc);
     return s;
 }
