@@ -54,6 +54,20 @@ START_TEST(test_hmac_rfc4231)
     hex_of(mac, sizeof(mac), hex);
     ck_assert_str_eq(hex, "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843");
 
+    /* Test case 6: a 131-byte key (longer than the block: hashed first) */
+    uint8_t key6[131];
+    memset(key6, 0xaa, sizeof(key6));
+    crypto_hmac_sha256(key6, sizeof(key6), "Test Using Larger Than Block-Size Key - Hash Key First", 54, mac);
+    hex_of(mac, sizeof(mac), hex);
+    ck_assert_str_eq(hex, "60e431591ee0b67f0d8a26aacbf5b77f8e0bc6213728c5140546040f0ee37f54");
+
+    /* Exactly one block of key (64 bytes: used as is, not hashed) */
+    uint8_t key64[64];
+    memset(key64, 0x0b, sizeof(key64));
+    crypto_hmac_sha256(key64, sizeof(key64), "Hi There", 8, mac);
+    hex_of(mac, sizeof(mac), hex);
+    ck_assert_str_eq(hex, "21cd586aeca0579d99a1c938127c92525a371f807bc5ba6eb78bc825bd4f2be3");
+
     /* An empty key is legal HMAC (and must not crash). */
     crypto_hmac_sha256(NULL, 0, "", 0, mac);
     hex_of(mac, sizeof(mac), hex);
