@@ -30,6 +30,13 @@
  * heartbeat thread (not only at the next heartbeat or live event), so a
  * stream whose catch-up met a restarting Redis does not wait
  * SSE_HEARTBEAT_MS for the events it missed.
+ *
+ * Heartbeats go to idle streams only (nothing written for half an interval)
+ * and the sweep is spread over SSE_HEARTBEAT_MS, a few shards per tick: a
+ * sweep of every stream at once is a burst of one send per stream (10,000
+ * streams: ~100 ms of sends) that live events would queue behind.  An idle
+ * stream gets one every SSE_HEARTBEAT_MS (at most 1.5 x after its last
+ * event).
  */
 #include "gateway/hub.h"
 
@@ -66,6 +73,7 @@
 #define READER_BLOCK 256
 #define REPLAY_RETRY_MS 250        /* a failed replay (Redis away) is retried this often */
 #define MAX_QUEUE_MIN 4            /* floor of SSE_MAX_QUEUE (see hub_new) */
+#define HB_TICK_MIN_MS 5           /* the heartbeat sweep's shortest step */
 
 struct topic {
     struct topic *next;            /* bucket chain */
@@ -102,6 +110,7 @@ struct stream {
     bool end_after_flush;          /* final event queued, or draining */
     bool overflow;                 /* client too slow: close */
     long long last_seq;            /* job streams: last delivered id */
+    int64_t last_tx_ms;            /* monotonic: when the reader last returned bytes */
     struct seen *seen;             /* user streams: per-job last ids */
     size_t nseen;
     struct sse_frame **q;          /* ring of frames */
@@ -452,6 +461,7 @@ static ssize_t reader(void *cls, uint64_t pos, char *buf, size_t max)
             s->qcap = s->qhead = 0;
         }
         if (n > 0) {
+            s->last_tx_ms = clock_mono_ms();
             pthread_mutex_unlock(&s->lock);
             return (ssize_t)n;
         }
@@ -495,6 +505,7 @@ static struct stream *open_stream(struct hub *h, struct MHD_Connection *c, bool 
     memcpy(s->id, id, idlen + 1);
     s->last_seq = last_seq;
     s->need_replay = !user;       /* a job stream starts with its history */
+    s->last_tx_ms = clock_mono_ms();
     pthread_mutex_init(&s->lock, NULL);
     atomic_fetch_add(&h->streams, 1);
 
@@ -588,21 +599,27 @@ void hub_publish(struct hub *h, const struct job_event *e)
     sse_frame_unref(f);
 }
 
-/* Run fn on every stream (shard lock held, stream lock held). */
-static void for_each_stream(struct hub *h, void (*fn)(struct stream *s, struct topic *t, void *ud), void *ud)
+typedef void stream_fn(struct stream *s, struct topic *t, void *ud);
+
+/* Run fn on every stream of shard i (shard lock held, stream lock held). */
+static void for_shard(struct hub *h, size_t i, stream_fn *fn, void *ud)
 {
-    for (size_t i = 0; i < SHARDS; i++) {
-        struct shard *sh = &h->shards[i];
-        pthread_mutex_lock(&sh->lock);
-        for (size_t b = 0; b < BUCKETS_PER_SHARD; b++)
-            for (struct topic *t = sh->b[b]; t; t = t->next)
-                for (struct stream *s = t->head; s; s = s->tnext) {
-                    pthread_mutex_lock(&s->lock);
-                    fn(s, t, ud);
-                    pthread_mutex_unlock(&s->lock);
-                }
-        pthread_mutex_unlock(&sh->lock);
-    }
+    struct shard *sh = &h->shards[i];
+    pthread_mutex_lock(&sh->lock);
+    for (size_t b = 0; b < BUCKETS_PER_SHARD; b++)
+        for (struct topic *t = sh->b[b]; t; t = t->next)
+            for (struct stream *s = t->head; s; s = s->tnext) {
+                pthread_mutex_lock(&s->lock);
+                fn(s, t, ud);
+                pthread_mutex_unlock(&s->lock);
+            }
+    pthread_mutex_unlock(&sh->lock);
+}
+
+static void for_each_stream(struct hub *h, stream_fn *fn, void *ud)
+{
+    for (size_t i = 0; i < SHARDS; i++)
+        for_shard(h, i, fn, ud);
 }
 
 static void gap_one(struct stream *s, struct topic *t, void *ud)
@@ -650,12 +667,19 @@ struct hb_ctx {
     struct topic *last_topic;      /* with its name: a freed topic's address may be reused */
     char last_name[TOPIC_MAX];
     struct sse_frame *frame;
+    int64_t now, idle_ms;          /* monotonic; a stream quiet this long gets a heartbeat */
     char iso[CLOCK_ISO_LEN];
 };
 
 static void heartbeat_one(struct stream *s, struct topic *t, void *ud)
 {
     struct hb_ctx *c = ud;
+    if (s->closed || s->end_after_flush)
+        return;
+    if (s->need_replay && !s->replaying)
+        wake(s);                   /* retries a replay that Redis refused */
+    if (s->qlen || c->now - s->last_tx_ms < c->idle_ms)
+        return;                    /* busy, or written lately: no heartbeat needed */
     if (t != c->last_topic || strcmp(t->name, c->last_name) != 0) {   /* one shared frame per topic */
         sse_frame_unref(c->frame);
         char data[1800], id[6 * JOB_USER_MAX + 8];
@@ -669,11 +693,10 @@ static void heartbeat_one(struct stream *s, struct topic *t, void *ud)
         c->last_topic = t;
         memcpy(c->last_name, t->name, sizeof(c->last_name));
     }
-    if (s->closed || s->end_after_flush || !c->frame)
+    if (!c->frame)
         return;
-    if (s->qlen == 0)              /* a busy stream needs no heartbeat */
-        enqueue(s, c->frame);
-    wake(s);                       /* also retries a replay that Redis refused */
+    enqueue(s, c->frame);
+    wake(s);
 }
 
 static void retry_one(struct stream *s, struct topic *t, void *ud)
@@ -684,29 +707,34 @@ static void retry_one(struct stream *s, struct topic *t, void *ud)
         wake(s);
 }
 
-/* Heartbeats every SSE_HEARTBEAT_MS; in between, replay retry sweeps when asked. */
+/* Heartbeats: one sweep of all shards per SSE_HEARTBEAT_MS, spread over it
+ * (per_tick shards every tick); in between, replay retry sweeps when asked. */
 static void *heartbeat_main(void *arg)
 {
     struct hub *h = arg;
     int64_t every = (int64_t)h->gw->cfg->sse_heartbeat_ms;
-    int64_t next_hb = clock_mono_ms() + every;
+    int64_t tick = every / SHARDS < HB_TICK_MIN_MS ? HB_TICK_MIN_MS : every / SHARDS;
+    size_t per_tick = (size_t)((SHARDS * tick + every - 1) / every), next_shard = 0;
+    int64_t next_hb = clock_mono_ms() + tick;
     pthread_mutex_lock(&h->hb_lock);
     while (!h->hb_stop) {
         int64_t now = clock_mono_ms();
         bool hb = now >= next_hb, retry = h->retry_at && now >= h->retry_at;
         if (hb || retry) {
             if (hb)
-                next_hb = now + every;
-            h->retry_at = 0;
+                next_hb = now + tick;
+            if (retry)
+                h->retry_at = 0;
             pthread_mutex_unlock(&h->hb_lock);
-            if (hb) {                  /* wakes every stream: also retries replays */
-                struct hb_ctx c = { 0 };
+            if (hb) {
+                struct hb_ctx c = { .now = now, .idle_ms = every / 2 };
                 clock_iso8601(clock_now_ms(), c.iso);
-                for_each_stream(h, heartbeat_one, &c);
+                for (size_t k = 0; k < per_tick; k++, next_shard = (next_shard + 1) % SHARDS)
+                    for_shard(h, next_shard, heartbeat_one, &c);
                 sse_frame_unref(c.frame);
-            } else {
-                for_each_stream(h, retry_one, NULL);
             }
+            if (retry)
+                for_each_stream(h, retry_one, NULL);
             pthread_mutex_lock(&h->hb_lock);
             continue;
         }

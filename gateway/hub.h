@@ -9,7 +9,8 @@
  *    it has nothing to send (no thread and no CPU while idle);
  *  - the bus thread calls hub_publish() for every event and hub_gap() after
  *    a Redis reconnect;
- *  - the hub's heartbeat thread queues heartbeats on every stream.
+ *  - the hub's heartbeat thread queues heartbeats on idle streams (the
+ *    sweep spread over SSE_HEARTBEAT_MS) and retries replays Redis refused.
  * Delivery never loses or repeats an event: history is written before an
  * event is published (same Lua script), so a stream that is replaying, or
  * that sees a sequence gap, drops the live frame and re-reads history from
