@@ -3,7 +3,9 @@
  * key names and arguments of one script, runs it with redisx_eval (EVALSHA,
  * EVAL after NOSCRIPT) and decodes the reply defensively.  The scripts that
  * change breaker, throttle or budget state share throttle_lib.lua, sent in
- * front of each body as one script text (built once, pthread_once).
+ * front of each body as one script text (built once, pthread_once);
+ * ratelimit.lua gets gcra.lua the same way (queue.c sends gcra.lua with
+ * enqueue.lua too: the job submission checks the client limits itself).
  *
  * Key layout (P = QUEUE_KEY_PREFIX, "fg:{ai-jobs}:"):
  *   P cb:<provider>              HASH   breaker
@@ -39,6 +41,7 @@ extern const char lua_budget_status[];
 extern const char lua_budget_killswitch[];
 extern const char lua_budget_set_limit[];
 extern const char lua_ratelimit[];
+extern const char lua_gcra[];
 
 enum { S_ACQUIRE, S_SETTLE, S_THR_STATUS, S_CB_STATUS, S_CB_RESET, S_BUDGET_STATUS, S_KILLSWITCH,
        S_SET_LIMIT, S_RATELIMIT, S_COUNT };
@@ -46,34 +49,40 @@ enum { S_ACQUIRE, S_SETTLE, S_THR_STATUS, S_CB_STATUS, S_CB_RESET, S_BUDGET_STAT
 static const struct {
     const char *name;
     const char *body;
-    bool prelude;
+    const char *lib;             /* library sent in front of the body (after its shebang line), or NULL */
 } script_src[S_COUNT] = {
-    [S_ACQUIRE]       = { "throttle_acquire", lua_throttle_acquire, true },
-    [S_SETTLE]        = { "throttle_settle", lua_throttle_settle, true },
-    [S_THR_STATUS]    = { "throttle_status", lua_throttle_status, false },
-    [S_CB_STATUS]     = { "breaker_status", lua_breaker_status, true },
-    [S_CB_RESET]      = { "breaker_reset", lua_breaker_reset, true },
-    [S_BUDGET_STATUS] = { "budget_status", lua_budget_status, true },
-    [S_KILLSWITCH]    = { "budget_killswitch", lua_budget_killswitch, true },
-    [S_SET_LIMIT]     = { "budget_set_limit", lua_budget_set_limit, true },
-    [S_RATELIMIT]     = { "ratelimit", lua_ratelimit, false },
+    [S_ACQUIRE]       = { "throttle_acquire", lua_throttle_acquire, lua_throttle_lib },
+    [S_SETTLE]        = { "throttle_settle", lua_throttle_settle, lua_throttle_lib },
+    [S_THR_STATUS]    = { "throttle_status", lua_throttle_status, NULL },
+    [S_CB_STATUS]     = { "breaker_status", lua_breaker_status, lua_throttle_lib },
+    [S_CB_RESET]      = { "breaker_reset", lua_breaker_reset, lua_throttle_lib },
+    [S_BUDGET_STATUS] = { "budget_status", lua_budget_status, lua_throttle_lib },
+    [S_KILLSWITCH]    = { "budget_killswitch", lua_budget_killswitch, lua_throttle_lib },
+    [S_SET_LIMIT]     = { "budget_set_limit", lua_budget_set_limit, lua_throttle_lib },
+    [S_RATELIMIT]     = { "ratelimit", lua_ratelimit, lua_gcra },
 };
 
 static struct redisx_script scripts[S_COUNT];
 static pthread_once_t scripts_once = PTHREAD_ONCE_INIT;
 
+/* lib + body as one script text; a body's "#!lua" line stays the first line
+ * (Redis reads the shebang only there). */
 static void scripts_init(void)
 {
-    size_t pre = strlen(lua_throttle_lib);
     for (int i = 0; i < S_COUNT; i++) {
-        const char *src = script_src[i].body;
-        if (script_src[i].prelude) {
-            size_t n = strlen(src);
-            char *s = malloc(pre + n + 1);    /* process lifetime */
+        const char *src = script_src[i].body, *lib = script_src[i].lib;
+        if (lib) {
+            size_t n = strlen(src), l = strlen(lib), h = 0;
+            if (strncmp(src, "#!", 2) == 0) {
+                const char *nl = strchr(src, '\n');
+                h = nl ? (size_t)(nl - src) + 1 : n;
+            }
+            char *s = malloc(n + l + 1);    /* process lifetime */
             if (!s)
                 abort();
-            memcpy(s, lua_throttle_lib, pre);
-            memcpy(s + pre, src, n + 1);
+            memcpy(s, src, h);
+            memcpy(s + h, lib, l);
+            memcpy(s + h + l, src + h, n - h + 1);
             src = s;
         }
         redisx_script_init(&scripts[i], script_src[i].name, src);

@@ -33,6 +33,7 @@
 #include "common/redisx.h"
 
 extern const char lua_common[];
+extern const char lua_gcra[];
 extern const char lua_enqueue[];
 extern const char lua_claim[];
 extern const char lua_renew[];
@@ -66,17 +67,18 @@ static const struct {
     const char *name;
     const char *body;
     bool prelude;              /* send common.lua in front */
+    bool gcra;                 /* and gcra.lua (client rate-limit buckets) after it */
 } script_src[S_COUNT] = {
-    [S_ENQUEUE]   = { "enqueue", lua_enqueue, true },
-    [S_CLAIM]     = { "claim", lua_claim, true },
-    [S_RENEW]     = { "renew", lua_renew, true },
-    [S_PROGRESS]  = { "progress", lua_progress, true },
-    [S_COMPLETE]  = { "complete", lua_complete, true },
-    [S_FAIL]      = { "fail", lua_fail, true },
-    [S_RELEASE]   = { "release", lua_release, true },
-    [S_HEARTBEAT] = { "heartbeat", lua_heartbeat, true },
-    [S_STATS]     = { "stats", lua_stats, false },
-    [S_DUE]       = { "due", lua_due, false },
+    [S_ENQUEUE]   = { "enqueue", lua_enqueue, true, true },
+    [S_CLAIM]     = { "claim", lua_claim, true, false },
+    [S_RENEW]     = { "renew", lua_renew, true, false },
+    [S_PROGRESS]  = { "progress", lua_progress, true, false },
+    [S_COMPLETE]  = { "complete", lua_complete, true, false },
+    [S_FAIL]      = { "fail", lua_fail, true, false },
+    [S_RELEASE]   = { "release", lua_release, true, false },
+    [S_HEARTBEAT] = { "heartbeat", lua_heartbeat, true, false },
+    [S_STATS]     = { "stats", lua_stats, false, false },
+    [S_DUE]       = { "due", lua_due, false, false },
 };
 
 static struct redisx_script scripts[S_COUNT];
@@ -84,19 +86,20 @@ static pthread_once_t scripts_once = PTHREAD_ONCE_INIT;
 
 static void scripts_init(void)
 {
-    size_t pre = strlen(lua_common);
+    size_t pre = strlen(lua_common), lib = strlen(lua_gcra);
 
     for (int i = 0; i < S_COUNT; i++) {
         const char *src = script_src[i].body;
 
         if (script_src[i].prelude) {
-            size_t n = strlen(script_src[i].body);
-            char *s = malloc(pre + n + 1);   /* process lifetime */
+            size_t n = strlen(script_src[i].body), g = script_src[i].gcra ? lib : 0;
+            char *s = malloc(pre + g + n + 1);   /* process lifetime */
 
             if (!s)
                 abort();
             memcpy(s, lua_common, pre);
-            memcpy(s + pre, script_src[i].body, n + 1);
+            memcpy(s + pre, lua_gcra, g);
+            memcpy(s + pre + g, script_src[i].body, n + 1);
             src = s;
         }
         redisx_script_init(&scripts[i], script_src[i].name, src);
@@ -361,18 +364,51 @@ static void user_key_name(const char *user, const char *key, char out[KEY_MAX])
 int queue_enqueue(struct queue *q, const char *user, const struct job_params *p,
                   const char *idem_key, struct queue_enqueue_result *ret)
 {
+    return queue_enqueue_admit(q, user, p, idem_key, NULL, ret);
+}
+
+static bool client_id_ok(const char *s)
+{
+    return !s || !*s || strlen(s) <= QUEUE_CLIENT_ID_MAX;
+}
+
+/* rates[b..b+2] of the script's reply into *rt (-1: bucket not consulted). */
+static int parse_rate(const redisReply *rates, size_t b, long long limit, struct queue_rate *rt)
+{
+    long long v[3];
+
+    for (size_t i = 0; i < 3; i++)
+        if (reply_ll(rates->element[b + i], &v[i]) < 0)
+            return -EPROTO;
+    if (v[0] < 0)
+        return 0;
+    *rt = (struct queue_rate){ .checked = true, .limit = limit, .remaining = v[0],
+                               .reset_ms = v[1], .retry_ms = v[2] };
+    return 0;
+}
+
+int queue_enqueue_admit(struct queue *q, const char *user, const struct job_params *p,
+                        const char *idem_key, const struct queue_admission *adm,
+                        struct queue_enqueue_result *ret)
+{
     struct queue_enqueue_result res = { 0 };
     struct nums ns = { 0 };
     char *params = NULL;
     char id[ID_HEX_LEN], hash[SHA256_HEX_LEN];
     char jk[KEY_MAX], hk[KEY_MAX], uk[KEY_MAX];
     redisReply *rep = NULL;
+    const char *ip = adm && adm->ip ? adm->ip : "";
+    const char *ukey = adm && adm->user_key ? adm->user_key : "";
     long long x;
     int r;
 
+    memset(ret, 0, sizeof(*ret));
     if (!user || !*user || strlen(user) > JOB_USER_MAX || !text_ok(user) || !p)
         return -EINVAL;
     if (idem_key && (!*idem_key || strlen(idem_key) > QUEUE_IDEM_KEY_MAX))
+        return -EINVAL;
+    if (adm && (!client_id_ok(ip) || !client_id_ok(ukey) || (*ip && adm->ip_limit <= 0) ||
+                (*ukey && adm->user_limit <= 0) || ((*ip || *ukey) && adm->window_ms <= 0)))
         return -EINVAL;
     r = job_params_encode(p, &params);
     if (r < 0)
@@ -384,7 +420,7 @@ int queue_enqueue(struct queue *q, const char *user, const struct job_params *p,
     if (idem_key)
         user_key_name(user, idem_key, uk);
 
-    const char *argv[15];
+    const char *argv[20];
     int k = 0, nkeys;
 
     argv[k++] = K_WAITING;
@@ -404,12 +440,32 @@ int queue_enqueue(struct queue *q, const char *user, const struct job_params *p,
     argv[k++] = num(&ns, q->live_ttl_s);
     argv[k++] = num(&ns, q->lim.max_waiting);
     argv[k++] = num(&ns, QUEUE_NOTIFY_MAX);
+    argv[k++] = ip;
+    argv[k++] = num(&ns, *ip ? adm->ip_limit : 0);
+    argv[k++] = ukey;
+    argv[k++] = num(&ns, *ukey ? adm->user_limit : 0);
+    argv[k++] = num(&ns, adm ? adm->window_ms : 0);
     r = run(q, S_ENQUEUE, nkeys, k - nkeys, argv, &rep);
     if (r < 0)
         goto out;
     r = -EPROTO;
-    if (rep->type != REDIS_REPLY_ARRAY || rep->elements < 1)
+    if (rep->type != REDIS_REPLY_ARRAY || rep->elements < 2)
         goto out;
+    const redisReply *rates = rep->element[1];
+    if (rates->type != REDIS_REPLY_ARRAY || rates->elements != 6 ||
+        parse_rate(rates, 0, *ip ? adm->ip_limit : 0, &res.ip) < 0 ||
+        parse_rate(rates, 3, *ukey ? adm->user_limit : 0, &res.user) < 0)
+        goto out;
+    ret->ip = res.ip;
+    ret->user = res.user;
+    if (reply_is(rep->element[0], "RATE_IP")) {
+        r = QUEUE_RATE_IP;
+        goto out;
+    }
+    if (reply_is(rep->element[0], "RATE_USER")) {
+        r = QUEUE_RATE_USER;
+        goto out;
+    }
     if (reply_is(rep->element[0], "KILL_SWITCH")) {
         r = -EPERM;
         goto out;
@@ -421,19 +477,19 @@ int queue_enqueue(struct queue *q, const char *user, const struct job_params *p,
     res.existing = reply_is(rep->element[0], "EXISTS");
     if (!res.existing && !reply_is(rep->element[0], "NEW"))
         goto out;
-    if (rep->elements < (res.existing ? 6u : 4u))
+    if (rep->elements < (res.existing ? 7u : 5u))
         goto out;
-    if (reply_fixed(rep->element[1], res.job_id, sizeof(res.job_id)) < 0 ||
-        rep->element[2]->type != REDIS_REPLY_STRING ||
-        job_state_parse(rep->element[2]->str, &res.state) < 0 ||
-        reply_ll(rep->element[3], &x) < 0)
+    if (reply_fixed(rep->element[2], res.job_id, sizeof(res.job_id)) < 0 ||
+        rep->element[3]->type != REDIS_REPLY_STRING ||
+        job_state_parse(rep->element[3]->str, &res.state) < 0 ||
+        reply_ll(rep->element[4], &x) < 0)
         goto out;
     res.created_ms = x;
     if (res.existing && res.state == JOB_COMPLETED) {
-        if (reply_ll(rep->element[4], &x) < 0 || rep->element[5]->type != REDIS_REPLY_STRING)
+        if (reply_ll(rep->element[5], &x) < 0 || rep->element[6]->type != REDIS_REPLY_STRING)
             goto out;
         res.finished_ms = x;
-        res.result_json = strndup(rep->element[5]->str, rep->element[5]->len);
+        res.result_json = strndup(rep->element[6]->str, rep->element[6]->len);
         if (!res.result_json) {
             r = -ENOMEM;
             goto out;

@@ -25,6 +25,7 @@
 #ifndef COMMON_QUEUE_H
 #define COMMON_QUEUE_H
 
+#include <errno.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -82,7 +83,34 @@ const char *queue_last_error(const struct queue *q);
 
 /* ------------------------------------------------------------ gateway side */
 
+/* Client rate limits checked by the enqueue script itself (the gateway's
+ * per-address and per-user limits, same buckets as gates_rate_take with
+ * kinds "ip" and "ai"), so a submission costs one round trip. */
+struct queue_admission {
+    const char *ip;              /* client address (bucket rl:ip:<ip>); NULL/"": not limited */
+    long long ip_limit;          /* requests per window, > 0 when ip is set */
+    const char *user_key;        /* user's rate-limit id (bucket rl:ai:<id>); NULL/"": not limited */
+    long long user_limit;        /* submissions per window, > 0 when user_key is set */
+    long long window_ms;         /* > 0 */
+};
+#define QUEUE_CLIENT_ID_MAX 256  /* longest ip / user_key (GATES_CLIENT_ID_MAX) */
+
+/* One bucket as the script left it (limit: as passed; checked false: the
+ * script did not reach it, the other fields are 0). */
+struct queue_rate {
+    bool checked;
+    long long limit;
+    long long remaining;         /* after this request */
+    long long reset_ms;          /* until the full limit is available again */
+    long long retry_ms;          /* refused: until one more request is allowed */
+};
+
+/* Refusals of queue_enqueue_admit (the figures are in ret->ip / ret->user). */
+#define QUEUE_RATE_IP    (-EADDRNOTAVAIL)   /* per-address limit reached */
+#define QUEUE_RATE_USER  (-EDQUOT)          /* per-user limit reached */
+
 struct queue_enqueue_result {
+    struct queue_rate ip, user;  /* filled whenever the script ran (0, -EPERM, -EBUSY, QUEUE_RATE_*) */
     char job_id[JOB_ID_MAX + 1];
     bool existing;               /* idempotent hit: the original job, nothing created */
     enum job_state state;        /* the job's state now (new jobs: JOB_WAITING) */
@@ -103,6 +131,18 @@ struct queue_enqueue_result {
  */
 int queue_enqueue(struct queue *q, const char *user, const struct job_params *p,
                   const char *idem_key, struct queue_enqueue_result *ret);
+/*
+ * queue_enqueue with the client limits in the same script (adm NULL: none).
+ * Order: per-address take (QUEUE_RATE_IP), idempotency lookup (a hit answers
+ * the original job and does not spend the user's quota), per-user take
+ * (QUEUE_RATE_USER), kill-switch (-EPERM), queue depth (-EBUSY), enqueue.
+ * *ret is always initialised (free with queue_enqueue_result_done); its ip
+ * and user figures are set whenever the script ran.  -EIO...: Redis
+ * unreachable (no limit could be checked).
+ */
+int queue_enqueue_admit(struct queue *q, const char *user, const struct job_params *p,
+                        const char *idem_key, const struct queue_admission *adm,
+                        struct queue_enqueue_result *ret);
 void queue_enqueue_result_done(struct queue_enqueue_result *r);
 
 /* Read a job (GET /api/job-status).  Ownership is the caller's check

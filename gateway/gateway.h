@@ -39,12 +39,11 @@ struct gw {
     /* Called on the pool thread when a request ends (metrics); may be NULL. */
     void (*on_request_done)(struct gw *gw, struct req *r, int64_t dur_us);
     /* Per-client-address API limit, run by server.c before every routed handler
-     * except health, static files and SSE reconnects; NULL = no limit.  0 admitted,
-     * else the 429 is queued and its result is in *reply_result. */
+     * except health, static files, SSE reconnects and ROUTE_ADMIT_IN_HANDLER
+     * routes (job submissions: both client limits run inside the enqueue
+     * script, resilience_enqueue_*); NULL = no limit.  0 admitted, else the
+     * 429 is queued and its result is in *reply_result. */
     int (*admit_request)(struct req *r, int *reply_result);
-    /* Per-user AI submission limit (issue: fleet-wide limits); NULL = no limit.
-     * 0 admitted, else the 429 is queued and its result is in *reply_result. */
-    int (*admit_ai)(struct req *r, const char *user_id, int *reply_result);
 };
 
 /* Route registration, one per resource file. */

@@ -6,7 +6,10 @@
  * (auth.c), apply the contract's defaults so the same request always encodes
  * the same canonical params, then one atomic script does the idempotency
  * check, the kill-switch and queue-depth checks and the enqueue
- * (queue_enqueue).  The 202 carries statusUrl and an eventsUrl with a token
+ * (queue_enqueue_admit), with both client rate limits (per address, per
+ * user: resilience_enqueue_*) in the same script: one Redis round trip per
+ * submission.  A request refused before that (400/401/403/413/415) never
+ * touches Redis, so it does not count against the per-address limit.  The 202 carries statusUrl and an eventsUrl with a token
  * bound to (user, job).
  *
  * Each pool thread keeps one struct queue over its thread-local Redis
@@ -33,6 +36,7 @@
 #include "gateway/gateway.h"
 #include "gateway/http.h"
 #include "gateway/jobs.h"
+#include "gateway/resilience.h"
 #include "gateway/router.h"
 
 #define FIELD_MAX_CHARS 500       /* subject, topic, languages, sourceFileName */
@@ -186,9 +190,6 @@ static int enqueue(struct req *r, enum job_type type)
         return reply_error(r, MHD_HTTP_BAD_REQUEST, "VALIDATION_ERROR",
                            "Idempotency-Key must be 1 to 255 characters");
 
-    if (gw->admit_ai && gw->admit_ai(r, id.user_id, &rr) != 0)
-        return rr;
-
     struct job_params p = {
         .type = type,
         .content = (char *)val[0],
@@ -199,8 +200,16 @@ static int enqueue(struct req *r, enum job_type type)
         .source_file_name = type == JOB_TYPE_LESSON ? (char *)source : NULL,
     };
     struct queue_enqueue_result res;
-    memset(&res, 0, sizeof(res));
-    int rc = queue_enqueue(jobs_queue(), id.user_id, &p, idem, &res);
+    struct queue_admission adm;
+    char rl_key[SHA256_HEX_LEN];
+    resilience_enqueue_admission(r, id.user_id, &adm, rl_key);
+    int rc = queue_enqueue_admit(jobs_queue(), id.user_id, &p, idem, &adm, &res);
+    if (resilience_enqueue_answer(r, rc, &res, &rr) != 0) {
+        if (rc == QUEUE_RATE_USER)
+            log_info("per-user AI limit reached", LOG_STR("request_id", r->request_id),
+                     LOG_STR("user_id", id.user_id));
+        return rr;
+    }
     if (rc == -EPERM) {
         reply_header(r, "Retry-After", "3600");
         struct json_object *e = json_object_new_object();
@@ -339,8 +348,8 @@ static int h_queue_stats(struct req *r)
 
 void routes_jobs(struct router *rt)
 {
-    router_add(rt, "POST", "/api/ai/generate-flashcards", h_flashcards, ROUTE_BODY);
-    router_add(rt, "POST", "/api/ai/generate-lesson", h_lesson, ROUTE_BODY);
+    router_add(rt, "POST", "/api/ai/generate-flashcards", h_flashcards, ROUTE_BODY | ROUTE_ADMIT_IN_HANDLER);
+    router_add(rt, "POST", "/api/ai/generate-lesson", h_lesson, ROUTE_BODY | ROUTE_ADMIT_IN_HANDLER);
     router_add(rt, "GET", "/api/job-status/:jobId", h_status, 0);
     router_add(rt, "GET", "/api/queue/stats", h_queue_stats, ROUTE_ADMIN);
 }

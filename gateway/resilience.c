@@ -3,19 +3,23 @@
  * fleet-wide limits, breakers and budget (state and scripts: common/gates.h;
  * what it all means for an operator: docs/operations.md).
  *
- * Rate limits (one Redis round trip each, shared by every gateway):
+ * Rate limits (shared by every gateway):
  *   per address  RATE_LIMIT_IP_PER_MIN on every routed request except health
  *                and static files (server.c does not call the hook for
  *                them) and SSE reconnects carrying a valid Last-Event-ID
  *                (header or lastEventId): a browser resuming a stream after
  *                a network blip must not be locked out of its own events.
+ *                One round trip of its own (admit_request), except on the
+ *                job submissions (ROUTE_ADMIT_IN_HANDLER), where it runs
+ *                inside the enqueue script after validation.
  *                Redis down: fail open (logged once per outage): refusing
  *                every request because the limiter's store is down would turn
  *                a Redis blip into a full outage, and the handlers behind
- *                answer 503 for what truly needs Redis.
- *   per user     RATE_LIMIT_AI_PER_MIN job submissions.  Redis down: 503
- *                REDIS_UNAVAILABLE (fail closed): the job could not be
- *                queued without Redis anyway.
+ *                answer 503 for what truly needs Redis (a submission: 503
+ *                REDIS_UNAVAILABLE, its job could not be queued anyway).
+ *   per user     RATE_LIMIT_AI_PER_MIN job submissions, inside the enqueue
+ *                script (queue_enqueue_admit; an idempotent repeat of a job
+ *                does not spend it).  Redis down: 503 REDIS_UNAVAILABLE.
  * Each is a bucket of N requests refilled at N per minute (GCRA, Redis
  * time).  Responses carry draft-ietf-httpapi-ratelimit-headers-10 fields:
  *   RateLimit-Policy: "ip";q=600;w=60      RateLimit: "ip";r=599;t=1
@@ -96,8 +100,25 @@ static void ratelimit_headers(struct req *r, const char *policy, const struct ga
     reply_header(r, "RateLimit", v);
 }
 
-static int reply_limited(struct req *r, const char *code, const char *msg, const struct gates_rate *rl)
+/* The one answer to a client limit's figures, for both paths (the
+ * admit_request hook and the enqueue script): RateLimit-Policy and
+ * RateLimit for the policy ("ip" per address, "ai" per user); refused: the
+ * 429 queued (result in *reply_result) and -1. */
+static int rate_answer(struct req *r, const char *policy, const struct gates_rate *rl, int *reply_result)
 {
+    ratelimit_headers(r, policy, rl);
+    if (rl->allowed)
+        return 0;
+    const struct config *c = r->gw->cfg;
+    bool ai = strcmp(policy, "ai") == 0;
+    char msg[160];
+    if (ai) {
+        snprintf(msg, sizeof(msg),
+                 "AI generation is limited to %lld requests per minute per user; please retry later",
+                 c->rate_limit_ai_per_min);
+    } else {
+        snprintf(msg, sizeof(msg), "Too many requests from this address; please retry later");
+    }
     char v[32];
     long long retry = ceil_s(rl->retry_ms);
     if (retry < 1)
@@ -107,9 +128,11 @@ static int reply_limited(struct req *r, const char *code, const char *msg, const
     struct json_object *o = json_object_new_object();
     json_object_object_add(o, "success", json_object_new_boolean(0));
     json_object_object_add(o, "error", json_object_new_string(msg));
-    json_object_object_add(o, "code", json_object_new_string(code));
+    json_object_object_add(o, "code", json_object_new_string(ai ? "USER_AI_RATE_LIMIT_EXCEEDED"
+                                                                : "RATE_LIMIT_EXCEEDED"));
     json_object_object_add(o, "retryAfter", json_object_new_int64(retry));
-    return reply_json(r, MHD_HTTP_TOO_MANY_REQUESTS, o);
+    *reply_result = reply_json(r, MHD_HTTP_TOO_MANY_REQUESTS, o);
+    return -1;
 }
 
 /* Client ids go into key names: long ones (insecure-mode user ids) are hashed. */
@@ -138,12 +161,17 @@ static bool is_stream_resume(struct req *r)
     return n > 0 && n <= LAST_EVENT_ID_MAX_DIGITS && v[n] == 0;
 }
 
+static const char *request_ip(struct req *r)
+{
+    return r->client_ip[0] ? r->client_ip : r->peer_ip;
+}
+
 static int admit_request(struct req *r, int *reply_result)
 {
     if (is_stream_resume(r))
         return 0;
     const struct config *c = r->gw->cfg;
-    const char *ip = r->client_ip[0] ? r->client_ip : r->peer_ip;
+    const char *ip = request_ip(r);
     if (!*ip)
         return 0;
     struct gates_rate rl;
@@ -156,43 +184,51 @@ static int admit_request(struct req *r, int *reply_result)
     }
     if (atomic_exchange(&ip_limit_down, false))
         log_info("per-address rate limit enforced again");
-    ratelimit_headers(r, "ip", &rl);
-    if (rl.allowed)
-        return 0;
-    *reply_result = reply_limited(r, "RATE_LIMIT_EXCEEDED",
-                                  "Too many requests from this address; please retry later", &rl);
-    return -1;
+    return rate_answer(r, "ip", &rl, reply_result);
 }
 
-static int admit_ai(struct req *r, const char *user_id, int *reply_result)
+void resilience_enqueue_admission(struct req *r, const char *user_id, struct queue_admission *adm,
+                                  char key[SHA256_HEX_LEN])
 {
     const struct config *c = r->gw->cfg;
-    char hex[SHA256_HEX_LEN];
+    const char *ip = request_ip(r);
+    *adm = (struct queue_admission){
+        .ip = *ip && strlen(ip) <= QUEUE_CLIENT_ID_MAX ? ip : NULL,
+        .ip_limit = c->rate_limit_ip_per_min,
+        .user_key = client_key(user_id, key),
+        .user_limit = c->rate_limit_ai_per_min,
+        .window_ms = WINDOW_MS,
+    };
+}
+
+/* A bucket as the enqueue script left it, as gates_rate_take reports one. */
+static void rate_from_queue(const struct queue_rate *q, bool allowed, struct gates_rate *ret)
+{
+    *ret = (struct gates_rate){ .allowed = allowed, .limit = q->limit, .remaining = q->remaining,
+                                .reset_ms = q->reset_ms, .retry_ms = q->retry_ms };
+}
+
+int resilience_enqueue_answer(struct req *r, int rc, const struct queue_enqueue_result *res, int *reply_result)
+{
     struct gates_rate rl;
-    int rc = gates_rate_take(redisx_thread(), "ai", client_key(user_id, hex), c->rate_limit_ai_per_min,
-                             WINDOW_MS, 1, &rl);
-    if (rc < 0) {
-        log_warn("per-user AI limit: Redis unavailable", LOG_STR("request_id", r->request_id),
-                 LOG_INT("rc", rc));
-        *reply_result = reply_redis_down(r);
-        return -1;
+    if (res->ip.checked) {
+        if (atomic_exchange(&ip_limit_down, false))
+            log_info("per-address rate limit enforced again");
+        rate_from_queue(&res->ip, rc != QUEUE_RATE_IP, &rl);
+        if (rate_answer(r, "ip", &rl, reply_result) != 0)
+            return -1;
     }
-    ratelimit_headers(r, "ai", &rl);
-    if (rl.allowed)
-        return 0;
-    log_info("per-user AI limit reached", LOG_STR("request_id", r->request_id), LOG_STR("user_id", user_id),
-             LOG_INT("retry_ms", rl.retry_ms));
-    char msg[160];
-    snprintf(msg, sizeof(msg), "AI generation is limited to %lld requests per minute per user; please retry later",
-             c->rate_limit_ai_per_min);
-    *reply_result = reply_limited(r, "USER_AI_RATE_LIMIT_EXCEEDED", msg, &rl);
-    return -1;
+    if (res->user.checked) {
+        rate_from_queue(&res->user, rc != QUEUE_RATE_USER, &rl);
+        if (rate_answer(r, "ai", &rl, reply_result) != 0)
+            return -1;
+    }
+    return 0;
 }
 
 void resilience_setup(struct gw *gw)
 {
     gw->admit_request = admit_request;
-    gw->admit_ai = admit_ai;
 }
 
 /* ------------------------------------------------------------ circuit breakers */

@@ -7,16 +7,30 @@
 #ifndef GATEWAY_RESILIENCE_H
 #define GATEWAY_RESILIENCE_H
 
+#include "common/crypto.h"
 #include "common/gates.h"
+#include "common/queue.h"
 
 struct config;
 struct gw;
 struct json_object;
+struct req;
 struct router;
 
 /* Once, from app_init before the daemon starts: sets gw->admit_request
- * (per-address API limit) and gw->admit_ai (per-user AI submissions). */
+ * (per-address API limit of every route but ROUTE_ADMIT_IN_HANDLER ones). */
 void resilience_setup(struct gw *gw);
+
+/* Job submissions check both client limits inside the enqueue script (one
+ * Redis round trip).  The limits of this request for user_id (key: room for
+ * the user's bucket id when user_id is long; *adm points into r and key). */
+void resilience_enqueue_admission(struct req *r, const char *user_id, struct queue_admission *adm,
+                                  char key[SHA256_HEX_LEN]);
+/* After queue_enqueue_admit returned rc: RateLimit headers for the buckets
+ * the script checked and, for QUEUE_RATE_IP / QUEUE_RATE_USER, the 429
+ * (RATE_LIMIT_EXCEEDED / USER_AI_RATE_LIMIT_EXCEEDED) queued: -1 with its
+ * result in *reply_result.  0: go on answering rc. */
+int resilience_enqueue_answer(struct req *r, int rc, const struct queue_enqueue_result *res, int *reply_result);
 
 /* GET  /api/circuit-breakers/status, POST /api/circuit-breakers/reset/:name,
  * GET  /api/admin/budget/status, POST /api/admin/budget/kill-switch,

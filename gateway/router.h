@@ -21,6 +21,8 @@ enum route_flags {
     ROUTE_BODY    = 1 << 1,   /* takes a JSON body (Content-Type checked, 415 otherwise) */
     ROUTE_NO_LOG  = 1 << 2,   /* health probes: debug-level access log only */
     ROUTE_STREAM  = 1 << 3,   /* long-lived response (SSE) */
+    ROUTE_ADMIT_IN_HANDLER = 1 << 4,  /* the handler applies the per-address limit itself
+                                         (server.c does not call gw->admit_request) */
 };
 
 struct route {

@@ -419,7 +419,7 @@ static int dispatch(struct req *r)
                            "Method not allowed for this path");
     }
     const struct route *rt = r->match.route;
-    if (r->gw->admit_request && !(rt->flags & ROUTE_NO_LOG)) {
+    if (r->gw->admit_request && !(rt->flags & (ROUTE_NO_LOG | ROUTE_ADMIT_IN_HANDLER))) {
         int result = MHD_NO;
         if (r->gw->admit_request(r, &result) != 0)
             return result;

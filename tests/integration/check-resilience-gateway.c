@@ -8,6 +8,9 @@
  *                      requests in flight at once through curl multi)
  *   per-address limit  counted per client, health and SSE resumes exempt,
  *                      fail-open when Redis is gone (and no crash)
+ *   job submissions    one Redis script each with both limits inside; a 400
+ *                      costs no script and no quota; an idempotent repeat
+ *                      spends no AI quota
  *   admin endpoints    contract bodies; 400 for every malformed input;
  *                      403 for non-operators; the kill-switch reaches the
  *                      enqueue path (429 BUDGET_LIMIT_EXCEEDED) at once
@@ -521,6 +524,118 @@ START_TEST(admin_access)
 }
 END_TEST
 
+/* ------------------------------------------------------------ job submissions */
+
+/* Script calls (EVAL + EVALSHA) Redis has run so far (an EVALSHA answered
+ * NOSCRIPT, then sent again as EVAL, is one). */
+static long long script_calls(struct pl_world *w)
+{
+    redisContext *c = fx_redis_connect(&w->rs);
+    ck_assert_ptr_nonnull(c);
+    redisReply *r = redisCommand(c, "INFO commandstats");
+    ck_assert(r && r->type == REDIS_REPLY_STRING);
+    long long n = 0;
+    for (const char *k = r->str; (k = strstr(k, "cmdstat_eval")); k++) {
+        const char *calls = strstr(k, "calls=");
+        const char *failed = strstr(k, "failed_calls=");
+        if (calls && (strncmp(k, "cmdstat_eval:", 13) == 0 || strncmp(k, "cmdstat_evalsha:", 16) == 0))
+            n += atoll(calls + 6) - (failed ? atoll(failed + 13) : 0);
+    }
+    freeReplyObject(r);
+    redisFree(c);
+    return n;
+}
+
+/* "<policy>";r=<n>;... of the response's RateLimit, or -1 without one. */
+static int remaining_of(const struct fx_http_resp *r, const char *policy)
+{
+    char want[16];
+    snprintf(want, sizeof(want), "\"%s\";r=", policy);
+    for (size_t i = 0; i < r->nheaders; i++)
+        if (strcasecmp(r->headers[i].name, "RateLimit") == 0 && strncmp(r->headers[i].value, want, strlen(want)) == 0)
+            return atoi(r->headers[i].value + strlen(want));
+    return -1;
+}
+
+static long submit_hdrs(struct pl_world *w, const char *body, const char *idem, int *ip_rem, int *ai_rem,
+                        char **resp)
+{
+    const char *hdrs[3] = { "user-id: " PL_USER, NULL, NULL };
+    char ih[300];
+    if (idem) {
+        snprintf(ih, sizeof(ih), "Idempotency-Key: %s", idem);
+        hdrs[1] = ih;
+    }
+    struct fx_http_resp r;
+    ck_assert_int_eq(fx_http_post_json(pl_url(w->gw_base, PL_FLASHCARDS), body, hdrs, &r), 0);
+    long st = r.status;
+    *ip_rem = remaining_of(&r, "ip");
+    *ai_rem = remaining_of(&r, "ai");
+    if (resp)
+        *resp = strdup(r.body);
+    fx_http_resp_done(&r);
+    return st;
+}
+
+/* A submission is one Redis script (both client limits inside the enqueue
+ * script); refusals before it (400) cost Redis nothing and count against no
+ * limit; an idempotent repeat spends the address's quota, not the user's;
+ * the per-address 429 on the submission route is the usual one. */
+START_TEST(enqueue_limits_in_script)
+{
+    struct pl_world w;
+    pl_init(&w);
+    ck_assert_int_eq(fx_redis_start(&w.rs, false), 0);
+    const char *extra[] = { "RATE_LIMIT_IP_PER_MIN=4", "RATE_LIMIT_AI_PER_MIN=2", "METRICS_FLUSH_MS=60000", NULL };
+    pl_start_gateway(&w, extra);
+
+    long long before = script_calls(&w);
+    int ip, ai;
+    for (int i = 0; i < 6; i++) {
+        ck_assert_int_eq(submit_hdrs(&w, "{\"subject\":\"s\"}", NULL, &ip, &ai, NULL), 400);
+        ck_assert_int_eq(ip, -1);
+        ck_assert_int_eq(ai, -1);
+    }
+    ck_assert_int_eq(script_calls(&w) - before, 0);
+
+    char *a = pl_job_body("once-a", NULL), *b = pl_job_body("once-b", NULL), *c3 = pl_job_body("once-c", NULL);
+    before = script_calls(&w);
+    ck_assert_int_eq(submit_hdrs(&w, a, "k-a", &ip, &ai, NULL), 202);
+    ck_assert_int_eq(ip, 3);
+    ck_assert_int_eq(ai, 1);
+    ck_assert_int_le(script_calls(&w) - before, 1);     /* one script per submission */
+    ck_assert_int_eq(submit_hdrs(&w, a, "k-a", &ip, &ai, NULL), 202);   /* repeat: same job */
+    ck_assert_int_eq(ip, 2);
+    ck_assert_int_eq(ai, 1);
+    ck_assert_int_eq(submit_hdrs(&w, b, NULL, &ip, &ai, NULL), 202);
+    ck_assert_int_eq(ip, 1);
+    ck_assert_int_eq(ai, 0);
+    char *resp = NULL;
+    ck_assert_int_eq(submit_hdrs(&w, c3, NULL, &ip, &ai, &resp), 429);   /* user's quota spent */
+    ck_assert_int_eq(ip, 0);
+    ck_assert_int_eq(ai, 0);
+    ck_assert_ptr_nonnull(strstr(resp, "USER_AI_RATE_LIMIT_EXCEEDED"));
+    free(resp);
+    ck_assert_int_eq(submit_hdrs(&w, c3, NULL, &ip, &ai, &resp), 429);   /* address's quota spent */
+    ck_assert_int_eq(ip, 0);
+    ck_assert_int_eq(ai, -1);
+    ck_assert_ptr_nonnull(strstr(resp, "\"RATE_LIMIT_EXCEEDED\""));
+    free(resp);
+    ck_assert_int_le(script_calls(&w) - before, 6);      /* 5 submissions (+ at most one metrics flush) */
+    redisContext *rc = fx_redis_connect(&w.rs);    /* not through the gateway: the address is limited */
+    ck_assert_ptr_nonnull(rc);
+    redisReply *rep = redisCommand(rc, "LLEN " PL_QKEY("waiting"));
+    ck_assert(rep && rep->type == REDIS_REPLY_INTEGER);
+    ck_assert_int_eq(rep->integer, 2);
+    freeReplyObject(rep);
+    redisFree(rc);
+    free(a);
+    free(b);
+    free(c3);
+    pl_stop(&w);
+}
+END_TEST
+
 static Suite *gw_suite(void)
 {
     Suite *s = suite_create("resilience-gateway");
@@ -529,6 +644,7 @@ static Suite *gw_suite(void)
     tcase_add_test(tc, per_user_limit_two_gateways);
     tcase_add_test(tc, per_user_limit_redis_down);
     tcase_add_test(tc, per_address_limit);
+    tcase_add_test(tc, enqueue_limits_in_script);
     suite_add_tcase(s, tc);
     tc = tcase_create("admin");
     tcase_set_timeout(tc, 90);
