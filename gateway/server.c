@@ -81,6 +81,7 @@ struct server {
     bool reaper_stop;
     bool reaper_started;
     pthread_t reaper;
+    MHD_socket quiesced_fd;           /* listen socket after quiesce; closed after stop */
 };
 
 static struct conn_track *track_of(struct MHD_Connection *c)
@@ -564,6 +565,7 @@ int server_start(struct gw *gw, unsigned max_connections, struct server **ret,
         abort();
     s->gw = gw;
     s->conns.next = s->conns.prev = &s->conns;
+    s->quiesced_fd = MHD_INVALID_SOCKET;
     pthread_mutex_init(&s->conns_lock, NULL);
     pthread_cond_init(&s->reaper_cv, NULL);
 
@@ -619,13 +621,20 @@ int server_start(struct gw *gw, unsigned max_connections, struct server **ret,
     return 0;
 }
 
+/*
+ * With a thread pool, every pool thread removes the listen socket from its
+ * own epoll set after MHD_quiesce_daemon returns, asynchronously; closing the
+ * descriptor now would make a late EPOLL_CTL_DEL fail, which libmicrohttpd
+ * treats as fatal (abort).  So new connections are refused from here on, and
+ * the descriptor itself is closed after MHD_stop_daemon.
+ */
 void server_quiesce(struct server *s)
 {
-    if (!s || !s->d)
+    if (!s || !s->d || s->quiesced_fd != MHD_INVALID_SOCKET)
         return;
-    MHD_socket fd = MHD_quiesce_daemon(s->d);
-    if (fd != MHD_INVALID_SOCKET)
-        close(fd);
+    s->quiesced_fd = MHD_quiesce_daemon(s->d);
+    if (s->quiesced_fd != MHD_INVALID_SOCKET)
+        shutdown(s->quiesced_fd, SHUT_RDWR);   /* pending and new connects are refused now */
 }
 
 void server_stop(struct server *s)
@@ -641,6 +650,8 @@ void server_stop(struct server *s)
     }
     if (s->d)
         MHD_stop_daemon(s->d);
+    if (s->quiesced_fd != MHD_INVALID_SOCKET)
+        close(s->quiesced_fd);
     pthread_cond_destroy(&s->reaper_cv);
     pthread_mutex_destroy(&s->conns_lock);
     free(s);
