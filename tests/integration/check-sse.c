@@ -1098,6 +1098,61 @@ START_TEST(test_redis_restart)
 }
 END_TEST
 
+/* The user stream across a Redis restart: a job it already follows and a
+ * job that starts while the gateway's subscriber is away (and goes on after
+ * it is back) both arrive whole, each event once, in order.  (A job whose
+ * every event falls into the gap is not seen on the user stream: nothing
+ * tells it the job exists.  Job streams have no such limit.) */
+START_TEST(test_user_stream_redis_restart)
+{
+    struct env e;
+    env_start(&e, true);
+    gw_start(&e, 0, NULL);
+    char a[JOB_ID_MAX + 1], b[JOB_ID_MAX + 1];
+    submit(&e, 0, "olga", NULL, a, NULL);
+    struct sc c;
+    const char *hdrs[] = { "user-id: olga", NULL };
+    stream_open(&c, e.gwport[0], "/api/events", hdrs);
+    drv_claim(&e, a);
+    size_t two = 2;
+    ck_assert(sc_wait(&c, sc_pred_nev, &two, WAIT_MS));
+    submit(&e, 0, "olga", NULL, b, NULL);   /* no event of b yet */
+
+    ck_assert_int_eq(fx_redis_stop(&e.rs), 0);
+    ck_assert_int_eq(fx_redis_restart(&e.rs), 0);
+    /* right away: most likely before the gateway's subscriber is back */
+    drv_claim(&e, b);                 /* b's first events: lost by pub/sub if so */
+    drv_progress(&e, b, 10);
+    drv_progress(&e, a, 50);
+    size_t three = 3;                 /* a's progress: the subscriber is back (live or by replay) */
+    ck_assert_msg(sc_wait(&c, sc_pred_nev, &three, WAIT_MS), "no event after the restart: %s", c.body);
+    drv_progress(&e, b, 20);          /* the first b event this stream sees live */
+    drv_complete(&e, a);
+    drv_complete(&e, b);
+
+    /* a: active(1) progress(2) completed(3); b: active(1) p(2) p(3) completed(4) */
+    size_t want = 1 + 3 + 4;
+    sc_wait(&c, sc_pred_nev, &want, WAIT_MS);
+    long long next_a = 1, next_b = 1;
+    for (size_t i = 1; i < c.p.nev; i++) {
+        struct json_object *o = jparse(c.p.ev[i].data);
+        const char *j = jstr(o, "jobId");
+        ck_assert_ptr_nonnull(j);
+        long long id = strtoll(c.p.ev[i].id, NULL, 10);
+        ck_assert_msg(id == (strcmp(j, a) == 0 ? next_a : next_b), "event %zu: job %s id %lld (stream: %s)", i,
+                      strcmp(j, a) == 0 ? "a" : "b", id, c.body);
+        if (strcmp(j, a) == 0)
+            next_a++;
+        else
+            next_b++;
+        json_object_put(o);
+    }
+    ck_assert_msg(next_a == 4 && next_b == 5, "a up to %lld, b up to %lld: %s", next_a - 1, next_b - 1, c.body);
+    sc_close(&c);
+    env_stop(&e);
+}
+END_TEST
+
 /* Append a progress event with `pad` bytes of filler to the job's history
  * and publish it, as common/lua/common.lua emit() does (next seq, RPUSH,
  * PUBLISH on the job's and the user's channel): big events fill a client's
@@ -1270,6 +1325,7 @@ static Suite *sse_suite(void)
     tcase_set_timeout(tc, 240);
     tcase_add_test(tc, test_two_gateways_two_workers);
     tcase_add_test(tc, test_redis_restart);
+    tcase_add_test(tc, test_user_stream_redis_restart);
     tcase_add_test(tc, test_slow_client);
     tcase_add_test(tc, test_thousand_streams);
     suite_add_tcase(s, tc);
