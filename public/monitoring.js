@@ -26,25 +26,7 @@
     budgetNearLimit: 'Budget near limit'
   };
 
-  function $(id) { return document.getElementById(id); }
-  function el(tag, attrs) {
-    var node = document.createElement(tag);
-    if (attrs) {
-      Object.keys(attrs).forEach(function (k) {
-        var v = attrs[k];
-        if (v === null || v === undefined || v === false) return;
-        node.setAttribute(k, v === true ? '' : String(v));
-      });
-    }
-    for (var i = 2; i < arguments.length; i++) append(node, arguments[i]);
-    return node;
-  }
-  function append(node, child) {
-    if (child === null || child === undefined || child === false) return;
-    if (Array.isArray(child)) { child.forEach(function (c) { append(node, c); }); return; }
-    node.appendChild(typeof child === 'object' && child.nodeType ? child : document.createTextNode(String(child)));
-  }
-  function clear(node) { while (node.firstChild) node.removeChild(node.firstChild); }
+  var $ = FG.byId, el = FG.el, append = FG.append, clear = FG.clear;
   function isObj(v) { return v !== null && typeof v === 'object' && !Array.isArray(v); }
 
   function num(v, unit, digits) {

@@ -37,28 +37,8 @@
     targetLanguage: 'English'
   };
 
-  function $(id) { return document.getElementById(id); }
+  var $ = FG.byId, el = FG.el, append = FG.append, clear = FG.clear;
 
-  /* el('span', {class: 'x', 'data-testid': 'y'}, 'text', node, ...): attribute
-   * names come from this file only; values and children are data-safe. */
-  function el(tag, attrs) {
-    var node = document.createElement(tag);
-    if (attrs) {
-      Object.keys(attrs).forEach(function (k) {
-        var v = attrs[k];
-        if (v === null || v === undefined || v === false) return;
-        node.setAttribute(k, v === true ? '' : String(v));
-      });
-    }
-    for (var i = 2; i < arguments.length; i++) append(node, arguments[i]);
-    return node;
-  }
-  function append(node, child) {
-    if (child === null || child === undefined || child === false) return;
-    if (Array.isArray(child)) { child.forEach(function (c) { append(node, c); }); return; }
-    node.appendChild(typeof child === 'object' && child.nodeType ? child : document.createTextNode(String(child)));
-  }
-  function clear(node) { while (node.firstChild) node.removeChild(node.firstChild); }
   function str(v) { return v === null || v === undefined ? '' : typeof v === 'object' ? JSON.stringify(v) : String(v); }
 
   /* ---- storage (may be unavailable: private modes, file://) */
