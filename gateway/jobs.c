@@ -323,23 +323,31 @@ static int h_status(struct req *r)
     return reply_json(r, MHD_HTTP_OK, o);
 }
 
+struct json_object *queue_stats_json(const struct queue_stats *st)
+{
+    struct json_object *s = json_object_new_object();
+    json_object_object_add(s, "queue", json_object_new_string(QUEUE_NAME));
+    json_object_object_add(s, "waiting", json_object_new_int64(st->waiting));
+    json_object_object_add(s, "active", json_object_new_int64(st->active));
+    json_object_object_add(s, "completed", json_object_new_int64(st->completed));
+    json_object_object_add(s, "failed", json_object_new_int64(st->failed));
+    json_object_object_add(s, "delayed", json_object_new_int64(st->delayed));
+    json_object_object_add(s, "total", json_object_new_int64(st->total));
+    json_object_object_add(s, "completedTotal", json_object_new_int64(st->completed_total));
+    json_object_object_add(s, "failedTotal", json_object_new_int64(st->failed_total));
+    json_object_object_add(s, "workersAlive", json_object_new_int64(st->workers_alive));
+    json_object_object_add(s, "workersBusy", json_object_new_int64(st->workers_busy));
+    return s;
+}
+
 static int h_queue_stats(struct req *r)
 {
     struct queue_stats st;
     if (queue_stats(jobs_queue(), &st) != 0)
         return reply_redis_down(r);
-    struct json_object *o = json_object_new_object(), *s = json_object_new_object();
+    struct json_object *o = json_object_new_object();
     json_object_object_add(o, "success", json_object_new_boolean(1));
-    json_object_object_add(s, "queue", json_object_new_string(QUEUE_NAME));
-    json_object_object_add(s, "waiting", json_object_new_int64(st.waiting));
-    json_object_object_add(s, "active", json_object_new_int64(st.active));
-    json_object_object_add(s, "completed", json_object_new_int64(st.completed));
-    json_object_object_add(s, "failed", json_object_new_int64(st.failed));
-    json_object_object_add(s, "delayed", json_object_new_int64(st.delayed));
-    json_object_object_add(s, "total", json_object_new_int64(st.total));
-    json_object_object_add(s, "workersAlive", json_object_new_int64(st.workers_alive));
-    json_object_object_add(s, "workersBusy", json_object_new_int64(st.workers_busy));
-    json_object_object_add(o, "stats", s);
+    json_object_object_add(o, "stats", queue_stats_json(&st));
     char iso[CLOCK_ISO_LEN];
     clock_iso8601(clock_now_ms(), iso);
     json_object_object_add(o, "timestamp", json_object_new_string(iso));

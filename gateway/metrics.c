@@ -827,16 +827,7 @@ static struct json_object *dec_json(double v, int decimals)
 static struct json_object *queue_json(const struct snap *s)
 {
     const struct queue_stats *q = &s->qs;
-    struct json_object *o = json_object_new_object();
-    json_object_object_add(o, "queue", json_object_new_string(QUEUE_NAME));
-    json_object_object_add(o, "waiting", json_object_new_int64(q->waiting));
-    json_object_object_add(o, "active", json_object_new_int64(q->active));
-    json_object_object_add(o, "completed", json_object_new_int64(q->completed));
-    json_object_object_add(o, "failed", json_object_new_int64(q->failed));
-    json_object_object_add(o, "delayed", json_object_new_int64(q->delayed));
-    json_object_object_add(o, "total", json_object_new_int64(q->total));
-    json_object_object_add(o, "completedTotal", json_object_new_int64(q->completed_total));
-    json_object_object_add(o, "failedTotal", json_object_new_int64(q->failed_total));
+    struct json_object *o = queue_stats_json(q);
     json_object_object_add(o, "oldestWaitingSeconds", json_object_new_int64(s->oldest_wait_ms / 1000));
     char iso[CLOCK_ISO_LEN];
     if (q->last_finish_ms > 0)
