@@ -44,7 +44,10 @@ struct redisx {
     int last_err;
     int timeout_override_ms;     /* 0 = t.command_timeout_ms */
     bool logged_down;            /* log the outage once, not per attempt */
+    int64_t last_used_ms;        /* monotonic, last command on this connection */
 };
+
+#define IDLE_CHECK_MS 250        /* connections idle this long are checked before use */
 
 static struct timeval ms_to_tv(int ms)
 {
@@ -377,10 +380,17 @@ out:
  * hung-up) socket before we send means the server closed it: Redis restarted,
  * or dropped an idle client.  Reconnect now, without backoff, instead of
  * failing the caller's command on a connection we could have known was dead.
+ * Only idle connections are checked (a poll() per command would sit on every
+ * hot path; a busy connection's failure shows in its next reply anyway).
  */
 static void drop_if_closed_by_peer(struct redisx *r)
 {
     if (!r->ctx || r->ctx->fd < 0)
+        return;
+    int64_t now = clock_mono_ms();
+    bool idle = now - r->last_used_ms > IDLE_CHECK_MS;
+    r->last_used_ms = now;
+    if (!idle)
         return;
     struct pollfd p = { .fd = r->ctx->fd, .events = POLLIN };
     if (poll(&p, 1, 0) == 1 && (p.revents & (POLLIN | POLLHUP | POLLERR))) {
