@@ -31,6 +31,7 @@ struct req {
     struct gw *gw;
     const char *method;          /* as received */
     const char *url;             /* path as received (no query) */
+    const char *version;         /* "HTTP/1.1" etc., as received */
     char request_id[REQ_ID_MAX];
     char peer_ip[CIDR_ADDR_STRLEN];    /* socket peer */
     char client_ip[CIDR_ADDR_STRLEN];  /* after TRUST_PROXY rules */

@@ -446,13 +446,13 @@ static enum MHD_Result access_cb(void *cls, struct MHD_Connection *conn, const c
 {
     struct server *s = cls;
     struct req *r = *con_cls;
-    (void)version;
     if (!r)
         return MHD_NO;               /* uri_cb always runs first */
 
     if (!r->method) {                /* first call: headers only */
         r->method = method;
         r->url = url;
+        r->version = version;
         track_phase(conn, PH_BODY);
         set_identity(r);
         const char *cl = req_header(r, MHD_HTTP_HEADER_CONTENT_LENGTH);
