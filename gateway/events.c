@@ -121,7 +121,7 @@ static int h_job_events(struct req *r)
         struct MHD_Response *resp = MHD_create_response_from_buffer(0, "", MHD_RESPMEM_PERSISTENT);
         return reply_response(r, MHD_HTTP_NO_CONTENT, resp);
     }
-    struct stream *s = hub_open_job(gw->hub, r->conn, job_id, owner, last);
+    struct stream *s = hub_open_job(gw->hub, r->conn, r->version, job_id, owner, last);
     if (!s)
         return draining(r);
     r->stream = s;
@@ -150,7 +150,7 @@ static int h_user_events(struct req *r)
             return reply_error(r, MHD_HTTP_BAD_REQUEST, "VALIDATION_ERROR", "userId is too long");
         snprintf(user, sizeof(user), "%s", u);
     }
-    struct stream *s = hub_open_user(gw->hub, r->conn, user);
+    struct stream *s = hub_open_user(gw->hub, r->conn, r->version, user);
     if (!s)
         return draining(r);
     r->stream = s;

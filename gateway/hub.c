@@ -39,6 +39,16 @@
  * each (perf: 80 % of the gateway's CPU with 19,900 streams), a burst costs
  * one or two.
  *
+ * Direct writes: a frame for a stream that is suspended with nothing queued
+ * is written to its socket by the publishing thread itself (try_direct), as
+ * one HTTP/1.1 chunk (or raw bytes for HTTP/1.0): no resume, no
+ * libmicrohttpd pass, no suspend again.  Only when the socket is full (or
+ * the stream is replaying, or has a queue) does a frame take the queue and
+ * the reader.  A big topic's fan-out is shared by the bus thread and the
+ * fan-out threads (HTTP_THREADS - 1), each taking FANOUT_CHUNK streams at a
+ * time; the bus thread waits for the whole fan-out before the next event,
+ * so no stream sees two events out of order.
+ *
  * Heartbeats go to idle streams only (nothing written for half an interval)
  * and the sweep is spread over SSE_HEARTBEAT_MS, a few shards per tick: a
  * sweep of every stream at once is a burst of one send per stream (10,000
@@ -55,6 +65,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 
 #include <json-c/json.h>
 #include <microhttpd.h>
@@ -82,6 +93,16 @@
 #define REPLAY_RETRY_MS 250        /* a failed replay (Redis away) is retried this often */
 #define MAX_QUEUE_MIN 4            /* floor of SSE_MAX_QUEUE (see hub_new) */
 #define HB_TICK_MIN_MS 5           /* the heartbeat sweep's shortest step */
+#define FANOUT_INLINE 64           /* topics this small are delivered by the publisher alone */
+#define FANOUT_CHUNK 32            /* streams a fan-out thread takes at a time */
+#define FANOUT_THREADS_MAX 15
+
+/* How an idle stream's socket is written directly (try_direct). */
+enum wire {
+    WIRE_NONE,                     /* only through libmicrohttpd (unknown framing) */
+    WIRE_CHUNKED,                  /* HTTP/1.1: each frame one chunk */
+    WIRE_RAW,                      /* HTTP/1.0: the body is the frames, ended by the close */
+};
 
 struct topic {
     struct topic *next;            /* bucket chain */
@@ -104,6 +125,8 @@ struct stream {
     atomic_int ref;
     struct hub *hub;
     struct MHD_Connection *conn;
+    int fd;                        /* the connection's socket (see try_direct) */
+    unsigned char wire;            /* enum wire */
     bool user_stream;
 
     /* shard lock */
@@ -117,6 +140,7 @@ struct stream {
     bool need_replay;              /* history must be (re)read before more live frames */
     bool end_after_flush;          /* final event queued, or draining */
     bool overflow;                 /* client too slow: close */
+    bool broken;                   /* a direct write failed or was cut short: close */
     bool gapped;                   /* a Redis gap happened while open (user streams: see deliver) */
     long long last_seq;            /* job streams: last delivered id */
     int64_t last_tx_ms;            /* monotonic: when the reader last returned bytes */
@@ -128,10 +152,27 @@ struct stream {
     char id[];                     /* the topic's id: job id (job streams) or user id */
 };
 
+/* Threads that share a big topic's fan-out with the bus thread (fanout_run). */
+struct fanout {
+    pthread_mutex_t lock;          /* protects all below but next */
+    pthread_cond_t work_cv;        /* a new batch (gen changed) or stop */
+    pthread_cond_t done_cv;        /* busy reached 0 */
+    bool stop;
+    unsigned long gen;             /* batch number */
+    size_t busy;                   /* threads not done with the batch */
+    struct stream **v;             /* the batch: streams (referenced by the caller) */
+    size_t n;
+    struct sse_frame *f;
+    atomic_size_t next;            /* index of the next chunk to take */
+    pthread_t th[FANOUT_THREADS_MAX];
+    size_t nth;
+};
+
 struct hub {
     struct gw *gw;
     long max_queue;
     struct shard shards[SHARDS];
+    struct fanout fan;
     atomic_long streams;
     atomic_bool draining;
     pthread_t hb_thread;
@@ -308,9 +349,8 @@ static void cut(struct stream *s)
         wake(s);
         return;
     }
-    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(s->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
-    if (ci)
-        shutdown(ci->connect_fd, SHUT_RDWR);
+    if (s->fd >= 0)
+        shutdown(s->fd, SHUT_RDWR);
 }
 
 /* Append a frame (takes a reference).  Caller holds s->lock.  false on overflow. */
@@ -339,6 +379,55 @@ static bool enqueue(struct stream *s, struct sse_frame *f)
     }
     s->q[(s->qhead + s->qlen) % s->qcap] = sse_frame_ref(f);
     s->qlen++;
+    return true;
+}
+
+/* Write f straight to an idle stream's socket: one sendmsg(), no resume and
+ * no libmicrohttpd pass (at 10,000 streams on one job those were a third of
+ * the fan-out's CPU: bench/sse.sh, docs/benchmarks.md).  Only while the
+ * connection is suspended: libmicrohttpd then has nothing buffered (its
+ * reader is called only once the previous data is sent, and suspends with
+ * nothing to send) and does not touch the socket; only with nothing queued,
+ * so frames keep their order; only when the framing is known (enum wire).
+ * Caller holds s->lock, under which `closed` guarantees the descriptor is
+ * still this connection's.
+ * Returns true when f is taken care of: sent; or its unsent rest queued for
+ * libmicrohttpd (HTTP/1.0: the rest of the body is just bytes); or the
+ * stream cut, when the client is gone or only part of an HTTP/1.1 chunk went
+ * out (the client resumes by id).  false: the socket is full, queue it. */
+static bool try_direct(struct stream *s, struct sse_frame *f, struct wakes *w)
+{
+    if (!s->suspended || s->closed || s->qlen || s->broken || s->wire == WIRE_NONE)
+        return false;
+    struct iovec iov[3];
+    int n = 0;
+    size_t total = f->len;
+    if (s->wire == WIRE_CHUNKED) {
+        iov[n++] = (struct iovec){ .iov_base = f->chunk_hdr, .iov_len = f->chunk_hdr_len };
+        total += f->chunk_hdr_len + 2;
+    }
+    iov[n++] = (struct iovec){ .iov_base = f->text, .iov_len = f->len };
+    if (s->wire == WIRE_CHUNKED)
+        iov[n++] = (struct iovec){ .iov_base = (char *)"\r\n", .iov_len = 2 };
+    struct msghdr m = { .msg_iov = iov, .msg_iovlen = (size_t)n };
+    ssize_t k;
+    do
+        k = sendmsg(s->fd, &m, MSG_DONTWAIT | MSG_NOSIGNAL);
+    while (k < 0 && errno == EINTR);
+    if (k == (ssize_t)total) {
+        s->last_tx_ms = clock_mono_ms();
+        return true;
+    }
+    if (k < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+        return false;
+    if (k > 0 && s->wire == WIRE_RAW) {
+        enqueue(s, f);             /* the queue was empty: f is its head */
+        s->qoff = (size_t)k;
+        s->last_tx_ms = clock_mono_ms();
+    } else {
+        s->broken = true;
+    }
+    wake_later(w, s);
     return true;
 }
 
@@ -374,7 +463,7 @@ static long long *last_of(struct stream *s, const char *job_id, bool create, lon
  * to a replay in progress, or that replay would not fetch it. */
 static void deliver(struct stream *s, struct sse_frame *f, struct wakes *w)
 {
-    if (s->closed || s->end_after_flush || s->overflow)
+    if (s->closed || s->end_after_flush || s->overflow || s->broken)
         return;
     long long *last = last_of(s, f->job_id, false, 0);
     if (!last)
@@ -392,9 +481,11 @@ static void deliver(struct stream *s, struct sse_frame *f, struct wakes *w)
         return;
     }
     *last = f->seq;
-    if (enqueue(s, f) && f->final && !s->user_stream)
+    bool direct = try_direct(s, f, w);
+    if ((direct || enqueue(s, f)) && f->final && !s->user_stream)
         s->end_after_flush = true;
-    wake_later(w, s);
+    if (!direct || s->end_after_flush)
+        wake_later(w, s);
 }
 
 /* Ask the heartbeat thread to wake streams whose replay failed, soon. */
@@ -496,7 +587,7 @@ static ssize_t reader(void *cls, uint64_t pos, char *buf, size_t max)
             replay(s);
 
         pthread_mutex_lock(&s->lock);
-        if (s->overflow) {
+        if (s->overflow || s->broken) {
             pthread_mutex_unlock(&s->lock);
             return MHD_CONTENT_READER_END_WITH_ERROR;
         }
@@ -545,8 +636,8 @@ static void response_free(void *cls)
     stream_unref(cls);
 }
 
-static struct stream *open_stream(struct hub *h, struct MHD_Connection *c, bool user,
-                                  const char *job_id, const char *user_id, long long last_seq)
+static struct stream *open_stream(struct hub *h, struct MHD_Connection *c, const char *http_version,
+                                  bool user, const char *job_id, const char *user_id, long long last_seq)
 {
     if (atomic_load(&h->draining))
         return NULL;
@@ -560,6 +651,18 @@ static struct stream *open_stream(struct hub *h, struct MHD_Connection *c, bool 
     atomic_init(&s->ref, 2);      /* response + request */
     s->hub = h;
     s->conn = c;
+    /* libmicrohttpd 0.9.75 chunks an unknown-length body for HTTP/1.1 (and
+     * later 1.x) clients, never for HTTP/1.0; other versions: no direct writes */
+    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+    s->fd = ci ? ci->connect_fd : -1;
+    if (s->fd < 0 || !http_version)
+        s->wire = WIRE_NONE;
+    else if (strcmp(http_version, MHD_HTTP_VERSION_1_1) == 0)
+        s->wire = WIRE_CHUNKED;
+    else if (strcmp(http_version, MHD_HTTP_VERSION_1_0) == 0)
+        s->wire = WIRE_RAW;
+    else
+        s->wire = WIRE_NONE;
     s->user_stream = user;
     memcpy(s->id, id, idlen + 1);
     s->last_seq = last_seq;
@@ -594,15 +697,16 @@ static struct stream *open_stream(struct hub *h, struct MHD_Connection *c, bool 
     return s;
 }
 
-struct stream *hub_open_job(struct hub *h, struct MHD_Connection *c, const char *job_id,
-                            const char *user_id, long long last_seq)
+struct stream *hub_open_job(struct hub *h, struct MHD_Connection *c, const char *http_version,
+                            const char *job_id, const char *user_id, long long last_seq)
 {
-    return open_stream(h, c, false, job_id, user_id, last_seq);
+    return open_stream(h, c, http_version, false, job_id, user_id, last_seq);
 }
 
-struct stream *hub_open_user(struct hub *h, struct MHD_Connection *c, const char *user_id)
+struct stream *hub_open_user(struct hub *h, struct MHD_Connection *c, const char *http_version,
+                             const char *user_id)
 {
-    return open_stream(h, c, true, NULL, user_id, 0);
+    return open_stream(h, c, http_version, true, NULL, user_id, 0);
 }
 
 struct MHD_Response *stream_response(struct stream *s)
@@ -631,18 +735,105 @@ void stream_closed(void *p)
 
 /* ------------------------------------------------------------ fan-out */
 
-static void publish_topic(struct hub *h, const char *name, struct sse_frame *f, struct wakes *w)
+/* Deliver the batch's frame to its streams, FANOUT_CHUNK at a time, until
+ * none are left.  Any fan-out thread or the publisher; no lock held. */
+static void fan_chunks(struct fanout *fo)
+{
+    struct wakes w = { 0 };
+    for (;;) {
+        size_t i = atomic_fetch_add(&fo->next, FANOUT_CHUNK);
+        if (i >= fo->n)
+            break;
+        size_t end = i + FANOUT_CHUNK < fo->n ? i + FANOUT_CHUNK : fo->n;
+        for (size_t k = i; k < end; k++) {
+            struct stream *s = fo->v[k];
+            pthread_mutex_lock(&s->lock);
+            deliver(s, fo->f, &w);
+            pthread_mutex_unlock(&s->lock);
+        }
+        wakes_flush(&w);
+    }
+    wakes_done(&w);
+}
+
+static void *fan_main(void *arg)
+{
+    struct fanout *fo = arg;
+    unsigned long seen = 0;
+    pthread_mutex_lock(&fo->lock);
+    for (;;) {
+        while (!fo->stop && fo->gen == seen)
+            pthread_cond_wait(&fo->work_cv, &fo->lock);
+        if (fo->stop)
+            break;
+        seen = fo->gen;
+        pthread_mutex_unlock(&fo->lock);
+        fan_chunks(fo);
+        pthread_mutex_lock(&fo->lock);
+        if (--fo->busy == 0)
+            pthread_cond_signal(&fo->done_cv);
+    }
+    pthread_mutex_unlock(&fo->lock);
+    return NULL;
+}
+
+/* Deliver f to v[0..n) on the publisher and every fan-out thread; returns
+ * when all are done, so the next event's fan-out cannot overtake this one on
+ * any stream.  Publisher (bus thread) only. */
+static void fanout_run(struct fanout *fo, struct stream **v, size_t n, struct sse_frame *f)
+{
+    pthread_mutex_lock(&fo->lock);
+    fo->v = v;
+    fo->n = n;
+    fo->f = f;
+    atomic_store(&fo->next, 0);
+    fo->busy = fo->nth;
+    fo->gen++;
+    pthread_cond_broadcast(&fo->work_cv);
+    pthread_mutex_unlock(&fo->lock);
+    fan_chunks(fo);
+    pthread_mutex_lock(&fo->lock);
+    while (fo->busy)
+        pthread_cond_wait(&fo->done_cv, &fo->lock);
+    fo->v = NULL;
+    fo->f = NULL;
+    pthread_mutex_unlock(&fo->lock);
+}
+
+/* A small topic is delivered under its shard lock; a big one is taken out
+ * (each stream referenced) and shared with the fan-out threads: sending to
+ * 10,000 sockets is ~50 ms of one CPU.  A stream that joins the topic after
+ * the snapshot starts with a history replay, which has this event. */
+static void publish_topic(struct hub *h, const char *name, struct sse_frame *f)
 {
     size_t b;
     struct shard *sh = shard_of(h, name, &b);
+    struct wakes w = { 0 };
     pthread_mutex_lock(&sh->lock);
     struct topic *t = topic_find(sh, b, name);
-    for (struct stream *s = t ? t->head : NULL; s; s = s->tnext) {
-        pthread_mutex_lock(&s->lock);
-        deliver(s, f, w);
-        pthread_mutex_unlock(&s->lock);
+    if (!t || t->n <= FANOUT_INLINE || h->fan.nth == 0) {
+        for (struct stream *s = t ? t->head : NULL; s; s = s->tnext) {
+            pthread_mutex_lock(&s->lock);
+            deliver(s, f, &w);
+            pthread_mutex_unlock(&s->lock);
+        }
+        pthread_mutex_unlock(&sh->lock);
+        wakes_done(&w);
+        return;
+    }
+    struct stream **v = malloc(t->n * sizeof(*v));
+    if (!v)
+        abort();
+    size_t n = 0;
+    for (struct stream *s = t->head; s; s = s->tnext) {
+        atomic_fetch_add(&s->ref, 1);
+        v[n++] = s;
     }
     pthread_mutex_unlock(&sh->lock);
+    fanout_run(&h->fan, v, n, f);
+    for (size_t i = 0; i < n; i++)
+        stream_unref(v[i]);
+    free(v);
 }
 
 void hub_publish(struct hub *h, const struct job_event *e)
@@ -651,13 +842,11 @@ void hub_publish(struct hub *h, const struct job_event *e)
     if (!f)
         return;
     char name[TOPIC_MAX];
-    struct wakes w = { 0 };
     topic_name(name, false, e->job_id);
-    publish_topic(h, name, f, &w);
+    publish_topic(h, name, f);
     topic_name(name, true, e->user_id);
-    publish_topic(h, name, f, &w);
+    publish_topic(h, name, f);
     sse_frame_unref(f);
-    wakes_done(&w);
 }
 
 typedef void stream_fn(struct stream *s, struct topic *t, void *ud);
@@ -763,7 +952,7 @@ static void heartbeat_one(struct stream *s, struct topic *t, void *ud)
         c->last_topic = t;
         memcpy(c->last_name, t->name, sizeof(c->last_name));
     }
-    if (!c->frame)
+    if (!c->frame || try_direct(s, c->frame, &c->w))
         return;
     enqueue(s, c->frame);
     wake_later(&c->w, s);
@@ -829,6 +1018,19 @@ static void *heartbeat_main(void *arg)
 
 /* ------------------------------------------------------------ lifecycle, stats */
 
+static void fanout_stop(struct fanout *fo)
+{
+    pthread_mutex_lock(&fo->lock);
+    fo->stop = true;
+    pthread_cond_broadcast(&fo->work_cv);
+    pthread_mutex_unlock(&fo->lock);
+    for (size_t i = 0; i < fo->nth; i++)
+        pthread_join(fo->th[i], NULL);
+    pthread_mutex_destroy(&fo->lock);
+    pthread_cond_destroy(&fo->work_cv);
+    pthread_cond_destroy(&fo->done_cv);
+}
+
 struct hub *hub_new(struct gw *gw)
 {
     struct hub *h = calloc(1, sizeof(*h));
@@ -846,7 +1048,22 @@ struct hub *hub_new(struct gw *gw)
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
     pthread_cond_init(&h->hb_cv, &ca);
     pthread_condattr_destroy(&ca);
+    struct fanout *fo = &h->fan;
+    pthread_mutex_init(&fo->lock, NULL);
+    pthread_cond_init(&fo->work_cv, NULL);
+    pthread_cond_init(&fo->done_cv, NULL);
+    atomic_init(&fo->next, 0);
+    /* the bus thread and HTTP_THREADS - 1 more: the fan-out is socket sends */
+    long nth = gw->cfg->http_threads - 1;
+    nth = nth < 0 ? 0 : nth > FANOUT_THREADS_MAX ? FANOUT_THREADS_MAX : nth;
+    for (long i = 0; i < nth; i++) {
+        if (pthread_create(&fo->th[fo->nth], NULL, fan_main, fo) != 0)
+            break;                 /* fewer helpers: slower big fan-outs, still correct */
+        pthread_setname_np(fo->th[fo->nth], "sse-fanout");
+        fo->nth++;
+    }
     if (pthread_create(&h->hb_thread, NULL, heartbeat_main, h) != 0) {
+        fanout_stop(fo);
         free(h);
         return NULL;
     }
@@ -862,6 +1079,7 @@ void hub_free(struct hub *h)
     pthread_cond_signal(&h->hb_cv);
     pthread_mutex_unlock(&h->hb_lock);
     pthread_join(h->hb_thread, NULL);
+    fanout_stop(&h->fan);
     for (size_t i = 0; i < SHARDS; i++) {
         for (size_t b = 0; b < BUCKETS_PER_SHARD; b++)
             while (h->shards[i].b[b]) {

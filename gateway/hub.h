@@ -8,7 +8,9 @@
  *    job's history from Redis when needed, and suspends the connection when
  *    it has nothing to send (no thread and no CPU while idle);
  *  - the bus thread calls hub_publish() for every event and hub_gap() after
- *    a Redis reconnect;
+ *    a Redis reconnect; it writes each event straight to the sockets of idle
+ *    streams, sharing a big topic with the hub's fan-out threads
+ *    (HTTP_THREADS - 1);
  *  - the hub's heartbeat thread queues heartbeats on idle streams (the
  *    sweep spread over SSE_HEARTBEAT_MS) and retries replays Redis refused.
  * Delivery never loses or repeats an event: history is written before an
@@ -36,11 +38,14 @@ struct hub *hub_new(struct gw *gw);
 /* Stops the heartbeat thread and frees; every stream must have closed. NULL-safe. */
 void hub_free(struct hub *h);
 
-/* A stream of one job's events, from after last_seq (Last-Event-ID; 0 = all). */
-struct stream *hub_open_job(struct hub *h, struct MHD_Connection *c, const char *job_id,
-                            const char *user_id, long long last_seq);
+/* A stream of one job's events, from after last_seq (Last-Event-ID; 0 = all).
+ * http_version: the request's, as libmicrohttpd gave it (it decides how
+ * frames are written to the socket). */
+struct stream *hub_open_job(struct hub *h, struct MHD_Connection *c, const char *http_version,
+                            const char *job_id, const char *user_id, long long last_seq);
 /* A stream of all of a user's jobs (live; each job replayed after a gap). */
-struct stream *hub_open_user(struct hub *h, struct MHD_Connection *c, const char *user_id);
+struct stream *hub_open_user(struct hub *h, struct MHD_Connection *c, const char *http_version,
+                             const char *user_id);
 /* The response that streams s (text/event-stream); NULL on ENOMEM. */
 struct MHD_Response *stream_response(struct stream *s);
 /* For req->stream_done: the connection ended; unsubscribes and drops a reference. */

@@ -73,6 +73,7 @@ static struct sse_frame *frame_alloc(size_t len)
     f->final = false;
     f->job_id[0] = 0;
     f->len = len;
+    f->chunk_hdr_len = (unsigned char)snprintf(f->chunk_hdr, sizeof(f->chunk_hdr), "%zX\r\n", len);
     return f;
 }
 

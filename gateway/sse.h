@@ -23,6 +23,10 @@ struct sse_frame {
     bool final;                    /* completed or failed: the stream ends after it */
     char job_id[JOB_ID_MAX + 1];   /* "" when not about one job */
     size_t len;
+    /* "<len in hex>\r\n": the frame as one HTTP/1.1 chunk is chunk_hdr, text,
+     * "\r\n" (the hub writes frames to idle streams' sockets itself) */
+    char chunk_hdr[20];
+    unsigned char chunk_hdr_len;
     char text[];                   /* NUL-terminated */
 };
 

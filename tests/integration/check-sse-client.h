@@ -64,9 +64,10 @@ static inline long long sc_now_ms(void)
 }
 
 /* Connect to 127.0.0.1:port (rcvbuf > 0 shrinks the receive buffer first)
- * and send GET path with the extra "Name: value" headers (NULL-ended list).
- * 0 or -errno. */
-static inline int sc_open(struct sc *c, int port, const char *path, const char *const *headers, int rcvbuf)
+ * and send GET path as `version` ("HTTP/1.1", "HTTP/1.0") with the extra
+ * "Name: value" headers (NULL-ended list).  0 or -errno. */
+static inline int sc_open_version(struct sc *c, int port, const char *path, const char *const *headers,
+                                  int rcvbuf, const char *version)
 {
     memset(c, 0, sizeof(*c));
     c->fd = -1;
@@ -88,8 +89,8 @@ static inline int sc_open(struct sc *c, int port, const char *path, const char *
         return e;
     }
     char req[8192];
-    int n = snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nAccept: text/event-stream\r\n"
-                     "Cache-Control: no-cache\r\n", path, port);
+    int n = snprintf(req, sizeof(req), "GET %s %s\r\nHost: 127.0.0.1:%d\r\nAccept: text/event-stream\r\n"
+                     "Cache-Control: no-cache\r\n", path, version, port);
     for (size_t i = 0; headers && headers[i] && n < (int)sizeof(req); i++)
         n += snprintf(req + n, sizeof(req) - (size_t)n, "%s\r\n", headers[i]);
     if (n + 2 >= (int)sizeof(req)) {
@@ -111,6 +112,12 @@ static inline int sc_open(struct sc *c, int port, const char *path, const char *
     fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
     c->fd = fd;
     return 0;
+}
+
+/* sc_open_version as HTTP/1.1. */
+static inline int sc_open(struct sc *c, int port, const char *path, const char *const *headers, int rcvbuf)
+{
+    return sc_open_version(c, port, path, headers, rcvbuf, "HTTP/1.1");
 }
 
 static inline void sc_close(struct sc *c)

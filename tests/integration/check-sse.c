@@ -1305,6 +1305,68 @@ START_TEST(test_thousand_streams)
 }
 END_TEST
 
+/* Hundreds of streams on one job (HTTP/1.1 and HTTP/1.0 clients), on a
+ * gateway with three fan-out threads: the hub writes each event to idle
+ * streams' sockets itself, spread over threads, and queues it for streams
+ * that are busy.  Events come both one at a time (every stream idle) and
+ * back to back (streams still writing the previous one): every stream gets
+ * every event once, in order, framed right (chunks for HTTP/1.1, the raw
+ * body ended by the close for HTTP/1.0), and the stream ends after
+ * completed. */
+START_TEST(test_one_job_fanout)
+{
+    enum { N11 = 400, N10 = 40, N = N11 + N10, SPACED = 5, BURST = 40 };
+    struct env e;
+    env_start(&e, false);
+    const char *extra[] = { "HTTP_THREADS=4", NULL };
+    gw_start(&e, 0, extra);
+    char job[JOB_ID_MAX + 1], ev[1024];
+    submit(&e, 0, "fan", NULL, job, ev);
+    struct sc *c = calloc(N, sizeof(*c));
+    ck_assert_ptr_nonnull(c);
+    for (int i = 0; i < N; i++) {
+        int rc = sc_open_version(&c[i], e.gwport[0], ev, NULL, 0, i < N11 ? "HTTP/1.1" : "HTTP/1.0");
+        ck_assert_msg(rc == 0, "stream %d: %s", i, strerror(-rc));
+    }
+    ck_assert_msg(sc_wait_all(c, N, sc_pred_type, "connected", 60000), "not every stream got connected");
+    ck_assert_int_eq(stats_total(&e, 0, NULL), N);
+
+    drv_claim(&e, job);                                  /* id 1 */
+    size_t want = 2;                                     /* connected + active */
+    ck_assert(sc_wait_all(c, N, sc_pred_nev, &want, WAIT_MS));
+    for (int k = 1; k <= SPACED; k++) {                  /* ids 2..6, each to idle streams */
+        drv_progress(&e, job, k);
+        want++;
+        ck_assert_msg(sc_wait_all(c, N, sc_pred_nev, &want, WAIT_MS), "progress %d not everywhere", k);
+    }
+    for (int k = 0; k < BURST; k++)                      /* ids 7..46, back to back */
+        drv_progress(&e, job, SPACED + 1 + k);
+    drv_complete(&e, job);                               /* id 47 */
+    ck_assert_msg(sc_wait_all(c, N, sc_pred_end, NULL, 60000), "not every stream ended");
+    const long long last = 1 + SPACED + BURST + 1;
+    for (int i = 0; i < N; i++) {
+        const struct sc *s = &c[i];
+        ck_assert_msg(s->ended && s->status == 200 && !s->err, "stream %d: status %d ended %d err %d", i, s->status,
+                      s->ended, s->err);
+        ck_assert_msg(s->chunked == (i < N11), "stream %d: chunked %d", i, s->chunked);
+        long long ids[64];
+        size_t n = job_ids(s, ids, 64);
+        ck_assert_msg(n == (size_t)last, "stream %d: %zu events, want %lld", i, n, last);
+        for (size_t k = 0; k < n; k++)
+            ck_assert_msg(ids[k] == (long long)k + 1, "stream %d: event %zu has id %lld", i, k, ids[k]);
+        ck_assert_str_eq(s->p.ev[0].type, "connected");
+        ck_assert_str_eq(s->p.ev[s->p.nev - 1].type, "completed");
+        for (size_t k = 2; k < s->p.nev - 1; k++)
+            ck_assert_str_eq(s->p.ev[k].type, "progress");
+    }
+    for (int i = 0; i < N; i++)
+        sc_close(&c[i]);
+    free(c);
+    ck_assert(wait_stats_total(&e, 0, 0));
+    env_stop(&e);
+}
+END_TEST
+
 static Suite *sse_suite(void)
 {
     Suite *s = suite_create("sse");
@@ -1328,6 +1390,7 @@ static Suite *sse_suite(void)
     tcase_add_test(tc, test_user_stream_redis_restart);
     tcase_add_test(tc, test_slow_client);
     tcase_add_test(tc, test_thousand_streams);
+    tcase_add_test(tc, test_one_job_fanout);
     suite_add_tcase(s, tc);
     return s;
 }
