@@ -10,9 +10,12 @@
  *   - segments are split on '/', so "/health/" has an empty last segment and
  *     does not match "/health", and "//x" does not match "/x";
  *   - a parameter matches one non-empty segment whose percent-decoding is
- *     well-formed, shorter than ROUTER_PARAM_MAX and free of NUL and '/'
- *     (libmicrohttpd already decoded the path once, so "%252F" arrives as
- *     "%2F" and is refused here rather than smuggled into a Redis key);
+ *     well-formed and free of NUL and '/' (libmicrohttpd already decoded the
+ *     path once, so "%252F" arrives as "%2F" and is refused here rather than
+ *     smuggled into a Redis key); a route's decoded values together, each
+ *     with its NUL, must fit in ROUTER_PARAM_MAX bytes, the same limit
+ *     whether or not the caller asked for the values, so a path never
+ *     matches while scanning and fails when the values are taken;
  *   - among routes matching path and method, the one whose first differing
  *     segment is literal wins (bit i of a score, from the top, is "segment i
  *     is literal"); equal scores go to the route added first;
@@ -189,13 +192,14 @@ static int router_hex(char c)
     return -1;
 }
 
-/* Percent-decode n bytes into out (ROUTER_PARAM_MAX).  false if not acceptable. */
-static bool router_decode(const char *s, size_t n, char *out)
+/* Percent-decode n bytes into out (cap bytes with the NUL).  The decoded
+ * length, or -1 if not acceptable. */
+static long router_decode(const char *s, size_t n, char *out, size_t cap)
 {
     size_t o = 0;
 
-    if (n == 0)
-        return false;
+    if (n == 0 || cap == 0)
+        return -1;
     for (size_t i = 0; i < n; i++) {
         unsigned char c = (unsigned char)s[i];
 
@@ -203,28 +207,30 @@ static bool router_decode(const char *s, size_t n, char *out)
             int hi, lo;
 
             if (n - i < 3)
-                return false;
+                return -1;
             hi = router_hex(s[i + 1]);
             lo = router_hex(s[i + 2]);
             if (hi < 0 || lo < 0)
-                return false;
+                return -1;
             c = (unsigned char)(hi << 4 | lo);
             i += 2;
         }
-        if (c == '\0' || c == '/' || o == ROUTER_PARAM_MAX - 1)
-            return false;
+        if (c == '\0' || c == '/' || o == cap - 1)
+            return -1;
         out[o++] = (char)c;
     }
     out[o] = '\0';
-    return true;
+    return (long)o;
 }
 
 /* Does route c match path?  Fills m's values when m is non-NULL. */
 static bool router_match_route(const struct croute *c, const char *path, struct route_match *m)
 {
     char scratch[ROUTER_PARAM_MAX];
+    char *buf = m ? m->buf : scratch;
+    size_t used = 0;
     const char *p = path + 1;
-    bool at_end = *p == '\0';                      /* "/" has no segments */
+    bool at_end = *p == '\0';                     /* "/" has no segments */
 
     for (size_t i = 0; i < c->nseg; i++) {
         const struct rseg *s = &c->seg[i];
@@ -240,8 +246,15 @@ static bool router_match_route(const struct croute *c, const char *path, struct 
         if (s->kind == RSEG_LIT) {
             if (n != s->len || memcmp(p, s->lit, n) != 0)
                 return false;
-        } else if (!router_decode(p, n, m ? m->values[s->param] : scratch))
-            return false;
+        } else {
+            long len = router_decode(p, n, buf + used, ROUTER_PARAM_MAX - used);
+
+            if (len < 0)
+                return false;
+            if (m)
+                m->values[s->param] = buf + used;
+            used += (size_t)len + 1;
+        }
         if (q)
             p = q + 1;                             /* may be "": an empty last segment */
         else

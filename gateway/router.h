@@ -11,7 +11,8 @@
 
 #define ROUTER_MAX_PARAMS 4
 #define ROUTER_MAX_SEGMENTS 16
-#define ROUTER_PARAM_MAX 256      /* longest accepted parameter value */
+#define ROUTER_PARAM_MAX 256      /* room for a match's decoded values, each with its NUL:
+                                     one value is at most ROUTER_PARAM_MAX - 1 bytes */
 
 struct req;
 typedef int (*route_handler)(struct req *r);   /* returns an enum MHD_Result */
@@ -32,11 +33,19 @@ struct route {
     unsigned flags;
 };
 
+/*
+ * Filled by router_match.  values[i] is the percent-decoded value of names[i];
+ * the values live in buf, so they are valid as long as the match itself and
+ * a copy of the struct must not outlive it (its values still point into the
+ * original).  Embedded in every request, hence one shared buffer rather than
+ * ROUTER_MAX_PARAMS x ROUTER_PARAM_MAX bytes.
+ */
 struct route_match {
     const struct route *route;
     size_t nparams;
     const char *names[ROUTER_MAX_PARAMS];
-    char values[ROUTER_MAX_PARAMS][ROUTER_PARAM_MAX];   /* percent-decoded */
+    const char *values[ROUTER_MAX_PARAMS];
+    char buf[ROUTER_PARAM_MAX];
 };
 
 enum router_result { ROUTER_OK = 0, ROUTER_NOT_FOUND, ROUTER_METHOD_NOT_ALLOWED };

@@ -324,6 +324,32 @@ START_TEST(percent_decoding)
 }
 END_TEST
 
+START_TEST(param_room)
+{
+    /* the values of one match share ROUTER_PARAM_MAX bytes, NULs included */
+    char a[ROUTER_PARAM_MAX], b[ROUTER_PARAM_MAX], path[3 * ROUTER_PARAM_MAX];
+    size_t half = ROUTER_PARAM_MAX / 2 - 1;          /* two of these and their NULs fill it */
+
+    ck_assert_int_eq(router_add(rt, "GET", "/two/:a/:b", h_1, 0), 0);
+    memset(a, 'a', half);
+    a[half] = '\0';
+    memset(b, 'b', half);
+    b[half] = '\0';
+    snprintf(path, sizeof(path), "/two/%s/%s", a, b);
+    ck_assert_int_eq(which("GET", path), 1);
+    ck_assert_str_eq(route_param(&m, "a"), a);
+    ck_assert_str_eq(route_param(&m, "b"), b);
+    ck_assert_ptr_eq(route_param(&m, "a"), m.values[0]);
+    ck_assert(m.values[0] >= m.buf && m.values[1] < m.buf + sizeof(m.buf));
+    /* one byte more no longer fits: not found, with or without a match to fill */
+    snprintf(path, sizeof(path), "/two/%s/%sb", a, b);
+    ck_assert_int_eq(which("GET", path), -1);
+    ck_assert_int_eq(router_match(rt, "GET", path, NULL, NULL, 0), ROUTER_NOT_FOUND);
+    /* and a wrong method on it is a 404 too, not a 405 */
+    ck_assert_int_eq(which("POST", path), -1);
+}
+END_TEST
+
 START_TEST(catch_all)
 {
     /* the catch-all added first still loses to any other matching route */
@@ -405,6 +431,7 @@ static Suite *router_suite(void)
     tcase_add_test(tc, allow_buffer);
     tcase_add_test(tc, head_and_options);
     tcase_add_test(tc, percent_decoding);
+    tcase_add_test(tc, param_room);
     tcase_add_test(tc, catch_all);
     tcase_add_test(tc, bad_patterns);
     tcase_add_test(tc, many_routes);
