@@ -106,13 +106,13 @@ enum wire {
 
 struct topic {
     struct topic *next;            /* bucket chain */
-    struct stream *head;           /* member streams */
-    size_t n;
+    struct stream **m;             /* member streams (order not kept: removal swaps in the last) */
+    size_t n, cap;
     char name[TOPIC_MAX];
 };
 
 struct shard {
-    pthread_mutex_t lock;          /* protects buckets, topics, stream tnext/tprev/topic */
+    pthread_mutex_t lock;          /* protects buckets, topics, stream tidx/topic */
     struct topic *b[BUCKETS_PER_SHARD];
 };
 
@@ -130,7 +130,8 @@ struct stream {
     bool user_stream;
 
     /* shard lock */
-    struct stream *tnext, *tprev;
+    size_t tidx;                   /* index in topic->m */
+    struct stream *next_free;      /* in hub->deferred */
     struct topic *topic;
 
     pthread_mutex_t lock;          /* protects all below */
@@ -173,6 +174,9 @@ struct hub {
     long max_queue;
     struct shard shards[SHARDS];
     struct fanout fan;
+    pthread_mutex_t defer_lock;    /* protects fanning, deferred */
+    bool fanning;                  /* a fan-out snapshot is in use */
+    struct stream *deferred;       /* streams to free when it ends */
     atomic_long streams;
     atomic_bool draining;
     pthread_t hb_thread;
@@ -228,12 +232,16 @@ static void subscribe(struct hub *h, struct stream *s)
         t->next = sh->b[b];
         sh->b[b] = t;
     }
-    s->tprev = NULL;
-    s->tnext = t->head;
-    if (t->head)
-        t->head->tprev = s;
-    t->head = s;
-    t->n++;
+    if (t->n == t->cap) {
+        size_t cap = t->cap ? t->cap * 2 : 4;
+        struct stream **m = realloc(t->m, cap * sizeof(*m));
+        if (!m)
+            abort();
+        t->m = m;
+        t->cap = cap;
+    }
+    s->tidx = t->n;
+    t->m[t->n++] = s;
     s->topic = t;
     pthread_mutex_unlock(&sh->lock);
 }
@@ -247,20 +255,24 @@ static void unsubscribe(struct hub *h, struct stream *s)
     pthread_mutex_lock(&sh->lock);
     struct topic *t = s->topic;
     if (t) {
-        if (s->tprev)
-            s->tprev->tnext = s->tnext;
-        else
-            t->head = s->tnext;
-        if (s->tnext)
-            s->tnext->tprev = s->tprev;
+        struct stream *moved = t->m[--t->n];
+        t->m[s->tidx] = moved;
+        moved->tidx = s->tidx;
         s->topic = NULL;
-        if (--t->n == 0) {
+        if (t->n == 0) {
             struct topic **pp = &sh->b[b];
             while (*pp && *pp != t)
                 pp = &(*pp)->next;
             if (*pp)
                 *pp = t->next;
+            free(t->m);
             free(t);
+        } else if (t->cap > 16 && t->n < t->cap / 4) {   /* give back a crowd's array */
+            struct stream **m = realloc(t->m, (t->cap / 2) * sizeof(*m));
+            if (m) {
+                t->m = m;
+                t->cap /= 2;
+            }
         }
     }
     pthread_mutex_unlock(&sh->lock);
@@ -268,10 +280,8 @@ static void unsubscribe(struct hub *h, struct stream *s)
 
 /* ------------------------------------------------------------ streams */
 
-static void stream_unref(struct stream *s)
+static void stream_free(struct stream *s)
 {
-    if (atomic_fetch_sub(&s->ref, 1) != 1)
-        return;
     while (s->qlen) {
         sse_frame_unref(s->q[s->qhead]);
         s->qhead = (s->qhead + 1) % s->qcap;
@@ -282,6 +292,25 @@ static void stream_unref(struct stream *s)
     pthread_mutex_destroy(&s->lock);
     atomic_fetch_sub(&s->hub->streams, 1);
     free(s);
+}
+
+/* The last reference frees the stream, or, while a fan-out holds a snapshot
+ * of a topic (unreferenced pointers: see publish_topic), leaves it to
+ * fanout_run to free afterwards. */
+static void stream_unref(struct stream *s)
+{
+    if (atomic_fetch_sub(&s->ref, 1) != 1)
+        return;
+    struct hub *h = s->hub;
+    pthread_mutex_lock(&h->defer_lock);
+    if (h->fanning) {
+        s->next_free = h->deferred;
+        h->deferred = s;
+        s = NULL;
+    }
+    pthread_mutex_unlock(&h->defer_lock);
+    if (s)
+        stream_free(s);
 }
 
 /* Caller holds s->lock. */
@@ -812,7 +841,8 @@ static void publish_topic(struct hub *h, const char *name, struct sse_frame *f)
     pthread_mutex_lock(&sh->lock);
     struct topic *t = topic_find(sh, b, name);
     if (!t || t->n <= FANOUT_INLINE || h->fan.nth == 0) {
-        for (struct stream *s = t ? t->head : NULL; s; s = s->tnext) {
+        for (size_t i = 0; t && i < t->n; i++) {
+            struct stream *s = t->m[i];
             pthread_mutex_lock(&s->lock);
             deliver(s, f, &w);
             pthread_mutex_unlock(&s->lock);
@@ -821,19 +851,31 @@ static void publish_topic(struct hub *h, const char *name, struct sse_frame *f)
         wakes_done(&w);
         return;
     }
-    struct stream **v = malloc(t->n * sizeof(*v));
+    size_t n = t->n;
+    struct stream **v = malloc(n * sizeof(*v));
     if (!v)
         abort();
-    size_t n = 0;
-    for (struct stream *s = t->head; s; s = s->tnext) {
-        atomic_fetch_add(&s->ref, 1);
-        v[n++] = s;
-    }
+    memcpy(v, t->m, n * sizeof(*v));
+    /* No reference per stream (10,000 cache-missing atomics before the first
+     * send): a stream in the topic still has its request's reference, which
+     * it drops only after leaving the topic (under this lock), and from now
+     * on the last unref of any stream waits for the fan-out to end. */
+    pthread_mutex_lock(&h->defer_lock);
+    h->fanning = true;
+    pthread_mutex_unlock(&h->defer_lock);
     pthread_mutex_unlock(&sh->lock);
     fanout_run(&h->fan, v, n, f);
-    for (size_t i = 0; i < n; i++)
-        stream_unref(v[i]);
     free(v);
+    pthread_mutex_lock(&h->defer_lock);
+    h->fanning = false;
+    struct stream *dead = h->deferred;
+    h->deferred = NULL;
+    pthread_mutex_unlock(&h->defer_lock);
+    while (dead) {
+        struct stream *next = dead->next_free;
+        stream_free(dead);
+        dead = next;
+    }
 }
 
 void hub_publish(struct hub *h, const struct job_event *e)
@@ -858,7 +900,8 @@ static void for_shard(struct hub *h, size_t i, stream_fn *fn, void *ud)
     pthread_mutex_lock(&sh->lock);
     for (size_t b = 0; b < BUCKETS_PER_SHARD; b++)
         for (struct topic *t = sh->b[b]; t; t = t->next)
-            for (struct stream *s = t->head; s; s = s->tnext) {
+            for (size_t k = 0; k < t->n; k++) {
+                struct stream *s = t->m[k];
                 pthread_mutex_lock(&s->lock);
                 fn(s, t, ud);
                 pthread_mutex_unlock(&s->lock);
@@ -1043,6 +1086,7 @@ struct hub *hub_new(struct gw *gw)
     for (size_t i = 0; i < SHARDS; i++)
         pthread_mutex_init(&h->shards[i].lock, NULL);
     pthread_mutex_init(&h->hb_lock, NULL);
+    pthread_mutex_init(&h->defer_lock, NULL);
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
@@ -1085,11 +1129,13 @@ void hub_free(struct hub *h)
             while (h->shards[i].b[b]) {
                 struct topic *t = h->shards[i].b[b];
                 h->shards[i].b[b] = t->next;
+                free(t->m);
                 free(t);
             }
         pthread_mutex_destroy(&h->shards[i].lock);
     }
     pthread_mutex_destroy(&h->hb_lock);
+    pthread_mutex_destroy(&h->defer_lock);
     pthread_cond_destroy(&h->hb_cv);
     free(h);
 }
