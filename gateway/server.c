@@ -17,6 +17,15 @@
  * and the handler's extra headers.  The completion callback writes the access
  * log line and frees the request.
  *
+ * Streams: a request whose handler opened a stream (r->stream) lives as long
+ * as its client stays connected, so once the handler has returned it is
+ * parked: the few fields the completion needs move to a struct parked held
+ * by the connection's conn_track, and the struct req (~1.3 KB with its
+ * reply scratch space) is freed.  The completion rebuilds a struct req from
+ * it for the log line and gw->on_request_done.  Per idle stream that is most
+ * of what the gateway itself holds; the rest is libmicrohttpd's connection
+ * and its HTTP_CONN_MEMORY_BYTES pool (docs/benchmarks.md).
+ *
  * Slow clients: libmicrohttpd's own timeout is an idle timeout, so a client
  * that trickles one header byte a second would hold its connection for hours.
  * Every connection is therefore tracked (connection notify callback) with the
@@ -64,11 +73,25 @@
 
 enum conn_phase { PH_HEADERS = 0, PH_BODY, PH_HANDLER };
 
+/* What the completion of a parked stream request needs (see the top). */
+struct parked {
+    const char *method, *url;         /* libmicrohttpd's, valid until the completion */
+    const struct route *route;
+    void *stream;
+    void (*stream_done)(void *stream);
+    int64_t start_us;
+    unsigned status;
+    char request_id[REQ_ID_MAX];
+    char peer_ip[CIDR_ADDR_STRLEN];
+    char client_ip[CIDR_ADDR_STRLEN];
+};
+
 struct conn_track {
     struct conn_track *prev, *next;   /* in server.conns, under conns_lock */
     int fd;
     _Atomic int phase;                /* enum conn_phase; written by the pool thread */
     _Atomic int64_t since_ms;         /* monotonic start of the phase */
+    struct parked *parked;            /* the pool thread's only: its parked request */
 };
 
 struct server {
@@ -125,6 +148,7 @@ static void notify_conn_cb(void *cls, struct MHD_Connection *c, void **socket_co
         t->prev->next = t->next;
         t->next->prev = t->prev;
         pthread_mutex_unlock(&s->conns_lock);
+        free(t->parked);              /* NULL: the completion always comes first */
         free(t);
         *socket_context = NULL;
     }
@@ -440,6 +464,57 @@ static int dispatch(struct req *r)
     return rt->handler(r);
 }
 
+/*
+ * After the handler of a request that opened a stream: keep what the
+ * completion needs, free the rest.  The handler has queued its response (or
+ * failed, and the connection is being closed); libmicrohttpd does not call
+ * the access handler again once a response is queued.  true if r was freed.
+ */
+static bool park(struct req *r)
+{
+    struct conn_track *t = track_of(r->conn);
+    if (!t || t->parked)
+        return false;
+    struct parked *p = malloc(sizeof(*p));
+    if (!p)
+        abort();
+    p->method = r->method;
+    p->url = r->url;
+    p->route = r->match.route;
+    p->stream = r->stream;
+    p->stream_done = r->stream_done;
+    p->start_us = r->start_us;
+    p->status = r->status;
+    memcpy(p->request_id, r->request_id, sizeof(p->request_id));
+    memcpy(p->peer_ip, r->peer_ip, sizeof(p->peer_ip));
+    memcpy(p->client_ip, r->client_ip, sizeof(p->client_ip));
+    t->parked = p;
+    if (r->json)
+        json_object_put(r->json);
+    free(r->body);
+    free(r);
+    return true;
+}
+
+/* A struct req again, for the completion: no body, no path parameters. */
+static void unpark(struct req *r, const struct parked *p, struct MHD_Connection *conn,
+                   struct gw *gw)
+{
+    memset(r, 0, sizeof(*r));
+    r->conn = conn;
+    r->gw = gw;
+    r->method = p->method;
+    r->url = p->url;
+    r->match.route = p->route;
+    r->stream = p->stream;
+    r->stream_done = p->stream_done;
+    r->start_us = p->start_us;
+    r->status = p->status;
+    memcpy(r->request_id, p->request_id, sizeof(r->request_id));
+    memcpy(r->peer_ip, p->peer_ip, sizeof(r->peer_ip));
+    memcpy(r->client_ip, p->client_ip, sizeof(r->client_ip));
+}
+
 static enum MHD_Result access_cb(void *cls, struct MHD_Connection *conn, const char *url,
                                  const char *method, const char *version,
                                  const char *upload_data, size_t *upload_data_size, void **con_cls)
@@ -447,7 +522,7 @@ static enum MHD_Result access_cb(void *cls, struct MHD_Connection *conn, const c
     struct server *s = cls;
     struct req *r = *con_cls;
     if (!r)
-        return MHD_NO;               /* uri_cb always runs first */
+        return MHD_NO;               /* uri_cb always runs first; after park() no call comes */
 
     if (!r->method) {                /* first call: headers only */
         r->method = method;
@@ -502,17 +577,15 @@ static enum MHD_Result access_cb(void *cls, struct MHD_Connection *conn, const c
     track_phase(conn, PH_HANDLER);
     if (r->status)                   /* already answered (e.g. early 413) */
         return MHD_YES;
-    return (enum MHD_Result)dispatch(r);
+    enum MHD_Result ret = (enum MHD_Result)dispatch(r);
+    if (r->stream && park(r))
+        *con_cls = NULL;             /* the completion finds it in the conn_track */
+    return ret;
 }
 
-static void completed_cb(void *cls, struct MHD_Connection *conn, void **con_cls,
-                         enum MHD_RequestTerminationCode toe)
+static void request_end(struct server *s, struct MHD_Connection *conn, struct req *r,
+                        enum MHD_RequestTerminationCode toe)
 {
-    struct server *s = cls;
-    struct req *r = *con_cls;
-    if (!r)
-        return;
-    *con_cls = NULL;
     track_phase(conn, PH_HEADERS);   /* keep-alive: the next request's headers are due */
     if (r->stream_done)
         r->stream_done(r->stream);
@@ -536,8 +609,28 @@ static void completed_cb(void *cls, struct MHD_Connection *conn, void **con_cls,
     if (r->json)
         json_object_put(r->json);
     free(r->body);
-    free(r);
     atomic_fetch_sub(&s->gw->inflight, 1);
+}
+
+static void completed_cb(void *cls, struct MHD_Connection *conn, void **con_cls,
+                         enum MHD_RequestTerminationCode toe)
+{
+    struct server *s = cls;
+    struct req *r = *con_cls;
+    if (r) {
+        *con_cls = NULL;
+        request_end(s, conn, r, toe);
+        free(r);
+        return;
+    }
+    struct conn_track *t = track_of(conn);
+    if (t && t->parked) {
+        struct req tmp;
+        unpark(&tmp, t->parked, conn, s->gw);
+        free(t->parked);
+        t->parked = NULL;
+        request_end(s, conn, &tmp, toe);
+    }
 }
 
 __attribute__((format(printf, 2, 0)))

@@ -1425,6 +1425,150 @@ START_TEST(header_flood)
 }
 END_TEST
 
+/* ------------------------------------------------------------ request head size */
+
+/*
+ * A browser's request head at the default HTTP_CONN_MEMORY_BYTES: Chrome's
+ * usual headers, an Authorization header (token may be NULL) and `ncookies`
+ * cookies of about 100 bytes.  libmicrohttpd parses all of it into the
+ * connection's pool (each cookie is copied and gets a 64-byte record), which
+ * must still hold the response head.  Returns the request, malloc'd.
+ */
+static char *browser_request(int port, const char *method, const char *path, const char *token,
+                             int ncookies, const char *json)
+{
+    size_t cap = 4096 + (token ? strlen(token) : 0) + (size_t)ncookies * 112 + (json ? strlen(json) : 0);
+    char *q = malloc(cap);
+    ck_assert_ptr_nonnull(q);
+    size_t n = (size_t)snprintf(q, cap,
+        "%s %s HTTP/1.1\r\n"
+        "Host: 127.0.0.1:%d\r\n"
+        "Connection: keep-alive\r\n"
+        "sec-ch-ua: \"Chromium\";v=\"124\", \"Google Chrome\";v=\"124\", \"Not-A.Brand\";v=\"99\"\r\n"
+        "Accept: %s\r\n"
+        "Cache-Control: no-cache\r\n"
+        "sec-ch-ua-mobile: ?0\r\n"
+        "User-Agent: Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
+        "Chrome/124.0.0.0 Safari/537.36\r\n"
+        "sec-ch-ua-platform: \"Windows\"\r\n"
+        "Origin: http://127.0.0.1:%d\r\n"
+        "Sec-Fetch-Site: same-origin\r\n"
+        "Sec-Fetch-Mode: cors\r\n"
+        "Sec-Fetch-Dest: empty\r\n"
+        "Referer: http://127.0.0.1:%d/sse-example.html\r\n"
+        "Accept-Encoding: gzip, deflate, br, zstd\r\n"
+        "Accept-Language: en-GB,en-US;q=0.9,en;q=0.8\r\n",
+        method, path, port, json ? "*/*" : "text/event-stream", port, port);
+    if (token)
+        n += (size_t)snprintf(q + n, cap - n, "Authorization: Bearer %s\r\n", token);
+    if (ncookies) {
+        n += (size_t)snprintf(q + n, cap - n, "Cookie: ");
+        for (int i = 0; i < ncookies; i++)
+            n += (size_t)snprintf(q + n, cap - n, "%sck_%02d=%090d", i ? "; " : "", i, i);
+        n += (size_t)snprintf(q + n, cap - n, "\r\n");
+    }
+    if (json)
+        n += (size_t)snprintf(q + n, cap - n, "Content-Type: application/json\r\nContent-Length: %zu\r\n",
+                              strlen(json));
+    n += (size_t)snprintf(q + n, cap - n, "\r\n%s", json ? json : "");
+    ck_assert_uint_lt(n, cap);
+    return q;
+}
+
+START_TEST(browser_request_heads)
+{
+    struct gwx g;
+    struct raw rr;
+    gw_start(&g, (const char *[]){ "AUTH_JWT_SECRET=" JWT_SECRET, NULL });   /* default pool size */
+
+    /* a 2 KB access token: claims an identity provider puts in one */
+    int64_t now = clock_now_ms() / 1000;
+    char payload[2048];
+    snprintf(payload, sizeof(payload),
+             "{\"sub\":\"user-1\",\"iat\":%lld,\"exp\":%lld,\"app_metadata\":\"%01400d\"}",
+             (long long)now, (long long)now + 600, 7);
+    char *token = craft_token("{\"alg\":\"HS256\",\"typ\":\"JWT\"}", payload, JWT_SECRET);
+    ck_assert_uint_ge(strlen(token), 2000);
+
+    /* with 1 KB of cookies: the user stream opens (a long-lived response), a job is accepted */
+    char *q = browser_request(g.port, "GET", "/api/events", token, 10, NULL);
+    fprintf(stderr, "[gwtest] browser request head: %zu bytes\n", strlen(q));
+    int fd = raw_connect(g.port);
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_eq(raw_sends(fd, q), 0);
+    ck_assert_int_eq(raw_read(fd, &rr, true, RAW_TIMEOUT_MS), 0);
+    ck_assert_msg(rr.status == 200, "stream: status %d", rr.status);
+    ck_assert_ptr_nonnull(strstr(raw_header(&rr, "Content-Type"), "text/event-stream"));
+    raw_done(&rr);
+    close(fd);
+    free(q);
+
+    q = browser_request(g.port, "POST", FLASHCARDS, token, 10, VALID_JOB);
+    ck_assert_int_eq(raw_exchange(g.port, q, false, &rr), 0);
+    ck_assert_msg(rr.status == 202, "job: status %d %s", rr.status, rr.body ? rr.body : "");
+    raw_done(&rr);
+    free(q);
+
+    /* 8 KB of cookies: a clean 431, not a closed connection */
+    q = browser_request(g.port, "GET", "/api/events", token, 80, NULL);
+    ck_assert_int_eq(raw_exchange(g.port, q, false, &rr), 0);
+    ck_assert_msg(rr.status == 431, "8 KB of cookies: status %d", rr.status);
+    raw_done(&rr);
+    free(q);
+
+    ck_assert_int_eq(raw_exchange(g.port, "GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+                                  false, &rr), 0);
+    ck_assert_int_eq(rr.status, 200);
+    raw_done(&rr);
+    free(token);
+    gw_stop(&g);
+}
+END_TEST
+
+/* A stream's request is parked once its handler has run (server.c): the
+ * completion still writes its access log line when the client goes away. */
+START_TEST(stream_access_log)
+{
+    struct gwx g;
+    struct raw rr;
+    /* development mode (user-id names the user); idle streams are probed every 200 ms */
+    gw_start(&g, (const char *[]){ "SSE_HEARTBEAT_MS=200", NULL });
+    int fd = raw_connect(g.port);
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_eq(raw_sends(fd, "GET /api/events HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\n"
+                                   "user-id: log-user\r\nX-Request-Id: rid-parked-stream-5\r\n\r\n"), 0);
+    ck_assert_int_eq(raw_read(fd, &rr, true, RAW_TIMEOUT_MS), 0);
+    ck_assert_int_eq(rr.status, 200);
+    ck_assert_str_eq(raw_header(&rr, "X-Request-Id"), "rid-parked-stream-5");
+    raw_done(&rr);
+    close(fd);
+
+    char *log = NULL;
+    const char *line = NULL;
+    int64_t deadline = clock_mono_ms() + 10000;
+    do {           /* written once a heartbeat finds the client gone */
+        free(log);
+        log = fx_proc_log(&g.p);
+        line = strstr(log, "\"request_id\":\"rid-parked-stream-5\"");
+    } while (!line && clock_mono_ms() < deadline);
+    ck_assert_msg(line != NULL, "no access log line for the stream");
+    const char *bol = line, *eol = strchr(line, '\n');
+    while (bol > log && bol[-1] != '\n')
+        bol--;
+    size_t len = eol ? (size_t)(eol - bol) : strlen(bol);
+    char *l = strndup(bol, len);
+    ck_assert_msg(strstr(l, "\"msg\":\"request\"") && strstr(l, "\"path\":\"/api/events\"") &&
+                  strstr(l, "\"status\":200") && strstr(l, "\"method\":\"GET\""), "access log line: %s", l);
+    free(l);
+    free(log);
+    ck_assert_int_eq(raw_exchange(g.port, "GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+                                  false, &rr), 0);
+    ck_assert_int_eq(rr.status, 200);
+    raw_done(&rr);
+    gw_stop(&g);
+}
+END_TEST
+
 /* ------------------------------------------------------------ slow clients */
 
 #define SLOW_DEADLINE_S 2
@@ -1865,6 +2009,8 @@ static Suite *gateway_suite(void)
         { "static_files", static_files },
         { "static_symlinks", static_symlinks_and_types },
         { "header_flood", header_flood },
+        { "browser_heads", browser_request_heads },
+        { "stream_access_log", stream_access_log },
         { "slow_header", slow_header_client },
         { "slow_body", slow_body_client },
         { "many_connections", many_idle_connections },
