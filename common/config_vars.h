@@ -39,7 +39,7 @@ CFG(http_max_connections,"HTTP_MAX_CONNECTIONS", "19900",   INT, 16, 1000000, NU
 CFG(http_conn_timeout_s, "HTTP_CONN_TIMEOUT_S",  "30",      INT, 1, 3600, NULL, GW, "Idle connection timeout (slow or silent clients are dropped)")
 CFG(http_header_timeout_s,"HTTP_HEADER_TIMEOUT_S", "10",     INT, 1, 3600, NULL, GW, "Deadline for a request's headers, and for an idle keep-alive connection (slow-header clients are cut off)")
 CFG(http_body_timeout_s, "HTTP_BODY_TIMEOUT_S",  "30",      INT, 1, 3600, NULL, GW, "Deadline for receiving a request body (the connection is closed past it)")
-CFG(http_conn_memory,    "HTTP_CONN_MEMORY_BYTES","8192",   INT, 4096, 1048576, NULL, GW, "Per-connection memory pool (libmicrohttpd): holds the request head, parsed (cookies take about 2.5 times their size), and the response head; 431 past it. 8192 takes a browser request with a 2 KB JWT and 1.4 KB of cookies, 16384 about 4 KB more; each open SSE stream keeps the whole pool")
+CFG(http_conn_memory,    "HTTP_CONN_MEMORY_BYTES","8192",   INT, 4096, 1048576, NULL, GW, "Per-connection memory pool (libmicrohttpd): holds the request head, parsed (cookies take about 2.5 times their size), and the response head; 431 past it. 8192 takes a browser request with a 2 KB JWT and 1.4 KB of cookies (16384: 4.5 KB of cookies); each open SSE stream keeps the whole pool")
 CFG(http_reuseport,      "HTTP_REUSEPORT",       "false",   BOOL, 0, 0, NULL, GW, "Set SO_REUSEPORT so several gateway processes share PORT")
 CFG(max_body_bytes,      "MAX_BODY_BYTES",       "1048576", INT, 1024, 67108864, NULL, GW, "Largest request body (413 past it)")
 CFG(max_json_depth,      "MAX_JSON_DEPTH",       "32",      INT, 2, 1000, NULL, GW, "Deepest JSON nesting accepted in a request body (400 past it)")
