@@ -377,6 +377,14 @@ static int cfg_derive(struct config *c, enum cfg_scope scope,
 
         c->http_threads = n > 0 ? n : 1;
     }
+    if (c->sse_fanout_threads == 0 && cfg_in_scope("SSE_FANOUT_THREADS", scope)) {
+        long n = sysconf(_SC_NPROCESSORS_ONLN);
+
+        /* sending is mostly kernel time, and on loopback it also runs the
+         * receivers' side: two senders per core kept the CPUs busiest
+         * (bench/sse.sh a: 4 senders 46-47 ms p99 on 2 cores, 2 senders 52-54) */
+        c->sse_fanout_threads = n > 0 ? (n * 2 > 16 ? 16 : n * 2) : 2;
+    }
     if (!c->ai_provider && cfg_in_scope("AI_PROVIDER", scope)) {
         const char *p = "offline";
 

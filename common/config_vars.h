@@ -109,6 +109,7 @@ CFG(rate_limit_ip_per_min, "RATE_LIMIT_IP_PER_MIN",  "600",   INT, 1, 100000000,
 CFG(sse_heartbeat_ms, "SSE_HEARTBEAT_MS", "15000", INT, 100, 3600000, NULL, GW, "Heartbeat interval on idle streams")
 CFG(sse_retry_ms,     "SSE_RETRY_MS",     "3000",  INT, 0, 600000, NULL, GW, "retry: hint sent to EventSource clients")
 CFG(sse_max_queue,    "SSE_MAX_QUEUE",    "256",   INT, 1, 1000000, NULL, GW, "Frames queued for one slow stream before it is closed (client resumes from history)")
+CFG(sse_fanout_threads, "SSE_FANOUT_THREADS", "0", INT, 0, 16, NULL, GW, "Threads that write one event to a job's many streams, the bus thread included (0: two per CPU core, at most 16)")
 
 /* ---- profile and operators (gateway) */
 CFG(profile_cache_ttl_s,   "PROFILE_CACHE_TTL",     "300", INT, 0, 86400, NULL, GW, "Seconds a profile stays cached in Redis")

@@ -45,7 +45,7 @@
  * libmicrohttpd pass, no suspend again.  Only when the socket is full (or
  * the stream is replaying, or has a queue) does a frame take the queue and
  * the reader.  A big topic's fan-out is shared by the bus thread and the
- * fan-out threads (HTTP_THREADS - 1), each taking FANOUT_CHUNK streams at a
+ * fan-out threads (SSE_FANOUT_THREADS - 1), each taking FANOUT_CHUNK streams at a
  * time; the bus thread waits for the whole fan-out before the next event,
  * so no stream sees two events out of order.
  *
@@ -95,7 +95,7 @@
 #define HB_TICK_MIN_MS 5           /* the heartbeat sweep's shortest step */
 #define FANOUT_INLINE 64           /* topics this small are delivered by the publisher alone */
 #define FANOUT_CHUNK 32            /* streams a fan-out thread takes at a time */
-#define FANOUT_THREADS_MAX 15
+#define FANOUT_THREADS_MAX 15      /* SSE_FANOUT_THREADS is at most 16 */
 
 /* How an idle stream's socket is written directly (try_direct). */
 enum wire {
@@ -1097,8 +1097,8 @@ struct hub *hub_new(struct gw *gw)
     pthread_cond_init(&fo->work_cv, NULL);
     pthread_cond_init(&fo->done_cv, NULL);
     atomic_init(&fo->next, 0);
-    /* the bus thread and HTTP_THREADS - 1 more: the fan-out is socket sends */
-    long nth = gw->cfg->http_threads - 1;
+    /* SSE_FANOUT_THREADS senders: the bus thread and nth more */
+    long nth = gw->cfg->sse_fanout_threads - 1;
     nth = nth < 0 ? 0 : nth > FANOUT_THREADS_MAX ? FANOUT_THREADS_MAX : nth;
     for (long i = 0; i < nth; i++) {
         if (pthread_create(&fo->th[fo->nth], NULL, fan_main, fo) != 0)

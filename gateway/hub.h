@@ -10,7 +10,7 @@
  *  - the bus thread calls hub_publish() for every event and hub_gap() after
  *    a Redis reconnect; it writes each event straight to the sockets of idle
  *    streams, sharing a big topic with the hub's fan-out threads
- *    (HTTP_THREADS - 1);
+ *    (SSE_FANOUT_THREADS - 1);
  *  - the hub's heartbeat thread queues heartbeats on idle streams (the
  *    sweep spread over SSE_HEARTBEAT_MS) and retries replays Redis refused.
  * Delivery never loses or repeats an event: history is written before an

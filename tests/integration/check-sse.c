@@ -1306,7 +1306,7 @@ START_TEST(test_thousand_streams)
 END_TEST
 
 /* Hundreds of streams on one job (HTTP/1.1 and HTTP/1.0 clients), on a
- * gateway with three fan-out threads: the hub writes each event to idle
+ * gateway with four senders (SSE_FANOUT_THREADS): the hub writes each event to idle
  * streams' sockets itself, spread over threads, and queues it for streams
  * that are busy.  Events come both one at a time (every stream idle) and
  * back to back (streams still writing the previous one): every stream gets
@@ -1318,7 +1318,7 @@ START_TEST(test_one_job_fanout)
     enum { N11 = 400, N10 = 40, N = N11 + N10, SPACED = 5, BURST = 40 };
     struct env e;
     env_start(&e, false);
-    const char *extra[] = { "HTTP_THREADS=4", NULL };
+    const char *extra[] = { "SSE_FANOUT_THREADS=4", NULL };
     gw_start(&e, 0, extra);
     char job[JOB_ID_MAX + 1], ev[1024];
     submit(&e, 0, "fan", NULL, job, ev);
