@@ -1861,13 +1861,16 @@ static int keepalive_conn(struct gwx *g)
     return fd;
 }
 
-/* After SIGTERM: the listening socket goes away while the process runs. */
+/* After SIGTERM: the listening socket goes away while the process runs.  A
+ * connect that the kernel completed just before the listener shut down is
+ * reset (ECONNRESET from connect()): still in transition, try again. */
 static void expect_refusing(struct gwx *g)
 {
     int64_t deadline = clock_mono_ms() + 5000;
     int c;
-    while ((c = raw_connect(g->port)) >= 0 && clock_mono_ms() < deadline) {
-        close(c);
+    while (((c = raw_connect(g->port)) >= 0 || c == -ECONNRESET) && clock_mono_ms() < deadline) {
+        if (c >= 0)
+            close(c);
         clock_sleep_ms(20);
     }
     if (c >= 0)
