@@ -1861,21 +1861,22 @@ static int keepalive_conn(struct gwx *g)
     return fd;
 }
 
-/* After SIGTERM: the listening socket goes away while the process runs.  A
- * connect that the kernel completed just before the listener shut down is
- * reset (ECONNRESET from connect()): still in transition, try again. */
+/* After SIGTERM: the listening socket goes away while the process runs: a
+ * new connection fails at once, refused, or reset when the kernel had
+ * completed its handshake as the listener shut down (seen under load: the
+ * client sees ECONNRESET from connect()); either way it is not served and
+ * the client moves on. */
 static void expect_refusing(struct gwx *g)
 {
     int64_t deadline = clock_mono_ms() + 5000;
     int c;
-    while (((c = raw_connect(g->port)) >= 0 || c == -ECONNRESET) && clock_mono_ms() < deadline) {
-        if (c >= 0)
-            close(c);
+    while ((c = raw_connect(g->port)) >= 0 && clock_mono_ms() < deadline) {
+        close(c);
         clock_sleep_ms(20);
     }
     if (c >= 0)
         close(c);
-    ck_assert_msg(c == -ECONNREFUSED, "new connections still accepted after SIGTERM (%d)", c);
+    ck_assert_msg(c == -ECONNREFUSED || c == -ECONNRESET, "new connections still accepted after SIGTERM (%d)", c);
     ck_assert_msg(fx_proc_running(&g->p), "the gateway exited with a request in flight");
 }
 
