@@ -588,6 +588,13 @@ START_TEST(enqueue_limits_in_script)
     ck_assert_int_eq(fx_redis_start(&w.rs, false), 0);
     const char *extra[] = { "RATE_LIMIT_IP_PER_MIN=4", "RATE_LIMIT_AI_PER_MIN=2", "METRICS_FLUSH_MS=60000", NULL };
     pl_start_gateway(&w, extra);
+    /* the metrics flusher's first flush (one script, at start; the next one
+     * is METRICS_FLUSH_MS away) may land after /ready on a slow build */
+    int64_t settle = clock_mono_ms() + 10000;
+    while (script_calls(&w) < 1) {
+        ck_assert_msg(clock_mono_ms() < settle, "the gateway's first metrics flush never came");
+        clock_sleep_ms(20);
+    }
 
     long long before = script_calls(&w);
     int ip, ai;
