@@ -188,6 +188,20 @@ struct hub {
 
 /* ------------------------------------------------------------ topics */
 
+/* Append s to a growable array of stream pointers (first: its first capacity). */
+static void streams_push(struct stream ***v, size_t *n, size_t *cap, size_t first, struct stream *s)
+{
+    if (*n == *cap) {
+        size_t c = *cap ? *cap * 2 : first;
+        struct stream **nv = realloc(*v, c * sizeof(*nv));
+        if (!nv)
+            abort();
+        *v = nv;
+        *cap = c;
+    }
+    (*v)[(*n)++] = s;
+}
+
 static uint64_t hash_str(const char *s)
 {
     uint64_t h = 1469598103934665603ULL;          /* FNV-1a */
@@ -232,16 +246,8 @@ static void subscribe(struct hub *h, struct stream *s)
         t->next = sh->b[b];
         sh->b[b] = t;
     }
-    if (t->n == t->cap) {
-        size_t cap = t->cap ? t->cap * 2 : 4;
-        struct stream **m = realloc(t->m, cap * sizeof(*m));
-        if (!m)
-            abort();
-        t->m = m;
-        t->cap = cap;
-    }
     s->tidx = t->n;
-    t->m[t->n++] = s;
+    streams_push(&t->m, &t->n, &t->cap, 4, s);
     s->topic = t;
     pthread_mutex_unlock(&sh->lock);
 }
@@ -333,16 +339,8 @@ static void wake_later(struct wakes *w, struct stream *s)
 {
     if (!s->suspended || s->closed)
         return;
-    if (w->n == w->cap) {
-        size_t cap = w->cap ? w->cap * 2 : 64;
-        struct stream **v = realloc(w->v, cap * sizeof(*v));
-        if (!v)
-            abort();
-        w->v = v;
-        w->cap = cap;
-    }
     atomic_fetch_add(&s->ref, 1);
-    w->v[w->n++] = s;
+    streams_push(&w->v, &w->n, &w->cap, 64, s);
 }
 
 /* Resume them all, back to back.  No lock held by the caller. */

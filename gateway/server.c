@@ -489,7 +489,7 @@ static int dispatch(struct req *r)
  * failed, and the connection is being closed); libmicrohttpd does not call
  * the access handler again once a response is queued.  true if r was freed.
  */
-static bool park(struct req *r)
+static bool park(struct server *s, struct req *r)
 {
     struct conn_track *t = track_of(r->conn);
     if (!t || t->parked)
@@ -508,6 +508,7 @@ static bool park(struct req *r)
     memcpy(p->peer_ip, r->peer_ip, sizeof(p->peer_ip));
     memcpy(p->client_ip, r->client_ip, sizeof(p->client_ip));
     t->parked = p;
+    track_unlink(s, t);              /* no deadline left to watch (see track_link) */
     if (r->json)
         json_object_put(r->json);
     free(r->body);
@@ -597,10 +598,8 @@ static enum MHD_Result access_cb(void *cls, struct MHD_Connection *conn, const c
     if (r->status)                   /* already answered (e.g. early 413) */
         return MHD_YES;
     enum MHD_Result ret = (enum MHD_Result)dispatch(r);
-    if (r->stream && park(r)) {
+    if (r->stream && park(s, r))
         *con_cls = NULL;             /* the completion finds it in the conn_track */
-        track_unlink(s, track_of(conn));
-    }
     return ret;
 }
 

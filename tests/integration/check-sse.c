@@ -1258,6 +1258,15 @@ START_TEST(test_slow_client)
 }
 END_TEST
 
+/* Close n streams (calloc'd array, freed) and wait until gateway 0 counts none. */
+static void close_all(struct env *e, struct sc *c, int n)
+{
+    for (int i = 0; i < n; i++)
+        sc_close(&c[i]);
+    free(c);
+    ck_assert(wait_stats_total(e, 0, 0));
+}
+
 /* 1,000 concurrent streams (100 jobs x 10) on one gateway; all get their
  * job's events, in order, once, and end with completed. */
 START_TEST(test_thousand_streams)
@@ -1297,10 +1306,7 @@ START_TEST(test_thousand_streams)
         ck_assert_str_eq(jstr(o, "jobId"), jb);
         json_object_put(o);
     }
-    for (int i = 0; i < N; i++)
-        sc_close(&c[i]);
-    free(c);
-    ck_assert(wait_stats_total(&e, 0, 0));
+    close_all(&e, c, N);
     env_stop(&e);
 }
 END_TEST
@@ -1359,10 +1365,7 @@ START_TEST(test_one_job_fanout)
         for (size_t k = 2; k < s->p.nev - 1; k++)
             ck_assert_str_eq(s->p.ev[k].type, "progress");
     }
-    for (int i = 0; i < N; i++)
-        sc_close(&c[i]);
-    free(c);
-    ck_assert(wait_stats_total(&e, 0, 0));
+    close_all(&e, c, N);
     env_stop(&e);
 }
 END_TEST
